@@ -1,0 +1,228 @@
+"""Flax NNX modules of the BERT-style pair classifier.
+
+Names mirror the seed's PyTorch code: `PreProcess` (the seed's `Pre_process`),
+`MultiHeadAttention`, `EncoderLayer`, `Encoder`, and `PairClassifier` on top.
+Every module is a plain `nnx.Module`: use it directly, or take its pure
+(graphdef, state) pair with `nnx.split` for `jax.jit` / `jax.pmap`.
+
+Dropout is active only when an `nnx.Rngs` with a `dropout` stream is passed
+as `rngs=`; without it the modules are deterministic (evaluation).
+
+Shapes: `batch` pairs of `seq` tokens, `hidden` = `config.d_model`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from flax_mrpc.config import ModelConfig
+
+_INIT = nnx.initializers.normal(stddev=0.02)
+
+
+def _dtype(config: ModelConfig) -> jnp.dtype:
+  return jnp.dtype(config.dtype)
+
+
+def _linear(d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs) -> nnx.Linear:
+  return nnx.Linear(d_in, d_out, kernel_init=_INIT, dtype=_dtype(config), rngs=rngs)
+
+
+def _layer_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  return nnx.LayerNorm(
+      config.d_model, epsilon=config.layer_norm_eps, dtype=_dtype(config), rngs=rngs
+  )
+
+
+def _dropout(x: jax.Array, layer: nnx.Dropout, rngs: nnx.Rngs | None) -> jax.Array:
+  return layer(x, deterministic=rngs is None, rngs=rngs)
+
+
+class PreProcess(nnx.Module):
+  """Token embeddings: the seed's `Pre_process`.
+
+  Correct mode (BERT): word + learned position + learned segment embedding,
+  LayerNorm, dropout. With `config.seed_quirks`: word + position embedding
+  plus `token_type_ids` and `attention_mask` added as raw numbers to every
+  dimension, then dropout, exactly as the seed does.
+  """
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.seed_quirks = config.seed_quirks
+    embed = lambda n: nnx.Embed(
+        n, config.d_model, embedding_init=_INIT, dtype=_dtype(config), rngs=rngs
+    )
+    self.word_embeddings = embed(config.vocab_size)
+    self.position_embeddings = embed(config.max_length)
+    if config.seed_quirks:
+      self.token_type_embeddings = None
+      self.norm = None
+    else:
+      self.token_type_embeddings = embed(config.type_vocab_size)
+      self.norm = _layer_norm(config, rngs)
+    self.dropout = nnx.Dropout(config.dropout)
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      token_type_ids: jax.Array,
+      attention_mask: jax.Array,
+      *,
+      rngs: nnx.Rngs | None = None,
+  ) -> jax.Array:
+    """[batch, seq] int ids, segment ids and 0/1 mask -> [batch, seq, hidden]."""
+    seq_len = input_ids.shape[-1]
+    positions = jnp.arange(seq_len)[None, :]
+    x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+    if self.seed_quirks:
+      x = x + token_type_ids[..., None].astype(x.dtype)
+      x = x + attention_mask[..., None].astype(x.dtype)
+    else:
+      x = self.norm(x + self.token_type_embeddings(token_type_ids))
+    return _dropout(x, self.dropout, rngs)
+
+
+class MultiHeadAttention(nnx.Module):
+  """Scaled dot-product self-attention with q, k, v and output (`fc`) projections.
+
+  Padded keys (`attention_mask == 0`) get zero weight, unless
+  `config.seed_quirks`, which attends to every position as the seed does.
+  """
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    d = config.d_model
+    self.num_heads = config.num_heads
+    self.use_mask = not config.seed_quirks
+    self.q = _linear(d, d, config, rngs)
+    self.k = _linear(d, d, config, rngs)
+    self.v = _linear(d, d, config, rngs)
+    self.fc = _linear(d, d, config, rngs)
+    self.attention_dropout = nnx.Dropout(config.attention_dropout)
+
+  def _heads(self, x: jax.Array) -> jax.Array:
+    """[batch, seq, hidden] -> [batch, heads, seq, hidden // heads]."""
+    b, s, d = x.shape
+    return x.reshape(b, s, self.num_heads, d // self.num_heads).transpose(0, 2, 1, 3)
+
+  def attention_weights(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
+    """[batch, seq, hidden], [batch, seq] mask -> [batch, heads, query, key] weights.
+
+    Softmax is taken in float32 whatever the compute dtype.
+    """
+    q, k = self._heads(self.q(x)), self._heads(self.k(x))
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
+    scores = scores / jnp.sqrt(jnp.float32(q.shape[-1]))
+    if self.use_mask:
+      keep = attention_mask[:, None, None, :].astype(bool)
+      scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
+    return jax.nn.softmax(scores, axis=-1)
+
+  def __call__(
+      self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None
+  ) -> jax.Array:
+    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden]."""
+    weights = self.attention_weights(x, attention_mask).astype(x.dtype)
+    weights = _dropout(weights, self.attention_dropout, rngs)
+    v = self._heads(self.v(x))
+    out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
+    b, h, s, dh = out.shape
+    return self.fc(out.transpose(0, 2, 1, 3).reshape(b, s, h * dh))
+
+
+class EncoderLayer(nnx.Module):
+  """Attention then a two-layer feed-forward block, each with a residual and
+  LayerNorm: after the residual (`norm="post"`, BERT and the seed) or before
+  the sublayer (`norm="pre"`)."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.pre_norm = config.norm == "pre"
+    self.activation = config.activation
+    self.attention = MultiHeadAttention(config, rngs=rngs)
+    self.attention_norm = _layer_norm(config, rngs)
+    self.intermediate = _linear(config.d_model, config.d_ff, config, rngs)
+    self.output = _linear(config.d_ff, config.d_model, config, rngs)
+    self.output_norm = _layer_norm(config, rngs)
+    self.dropout = nnx.Dropout(config.dropout)
+
+  def _feed_forward(self, x: jax.Array) -> jax.Array:
+    h = self.intermediate(x)
+    h = jax.nn.relu(h) if self.activation == "relu" else jax.nn.gelu(h, approximate=False)
+    return self.output(h)
+
+  def __call__(
+      self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None
+  ) -> jax.Array:
+    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden]."""
+    if self.pre_norm:
+      x = x + _dropout(self.attention(self.attention_norm(x), attention_mask, rngs=rngs),
+                       self.dropout, rngs)
+      return x + _dropout(self._feed_forward(self.output_norm(x)), self.dropout, rngs)
+    x = self.attention_norm(
+        x + _dropout(self.attention(x, attention_mask, rngs=rngs), self.dropout, rngs)
+    )
+    return self.output_norm(x + _dropout(self._feed_forward(x), self.dropout, rngs))
+
+
+class Encoder(nnx.Module):
+  """`PreProcess` then `num_layers` encoder layers (and a final LayerNorm when
+  pre-LN)."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.embeddings = PreProcess(config, rngs=rngs)
+    self.layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_layers)])
+    self.final_norm = _layer_norm(config, rngs) if config.norm == "pre" else None
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      token_type_ids: jax.Array,
+      attention_mask: jax.Array,
+      *,
+      rngs: nnx.Rngs | None = None,
+  ) -> jax.Array:
+    """[batch, seq] ids, segment ids, mask -> [batch, seq, hidden] hidden states."""
+    x = self.embeddings(input_ids, token_type_ids, attention_mask, rngs=rngs)
+    for layer in self.layers:
+      x = layer(x, attention_mask, rngs=rngs)
+    if self.final_norm is not None:
+      x = self.final_norm(x)
+    return x
+
+
+class PairClassifier(nnx.Module):
+  """Encoder, first-token ([CLS]) pooling, optional BERT pooler (dense + tanh),
+  dropout and one logit: the score that the pair is a paraphrase."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.encoder = Encoder(config, rngs=rngs)
+    self.pooler = _linear(config.d_model, config.d_model, config, rngs) if config.pooler else None
+    self.dropout = nnx.Dropout(config.dropout)
+    self.classifier = _linear(config.d_model, 1, config, rngs)
+
+  def pooled(
+      self,
+      input_ids: jax.Array,
+      token_type_ids: jax.Array,
+      attention_mask: jax.Array,
+      *,
+      rngs: nnx.Rngs | None = None,
+  ) -> jax.Array:
+    """[batch, seq] inputs -> [batch, hidden] pair representation."""
+    hidden = self.encoder(input_ids, token_type_ids, attention_mask, rngs=rngs)
+    first = hidden[:, 0]
+    return jnp.tanh(self.pooler(first)) if self.pooler is not None else first
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      token_type_ids: jax.Array,
+      attention_mask: jax.Array,
+      *,
+      rngs: nnx.Rngs | None = None,
+  ) -> jax.Array:
+    """[batch, seq] inputs -> [batch] float32 logits."""
+    pooled = self.pooled(input_ids, token_type_ids, attention_mask, rngs=rngs)
+    logits = self.classifier(_dropout(pooled, self.dropout, rngs))
+    return logits[:, 0].astype(jnp.float32)

@@ -1,0 +1,100 @@
+"""Pure train and eval steps over a (graphdef, TrainState) pair.
+
+`train_step` is one function for every way of running it: under `jax.jit` on
+one device, under `jax.jit` over a sharded mesh, and under `jax.pmap` with
+`axis_name` set, where the only difference is a `psum` of gradients and
+counts across devices. Bind the static arguments with `functools.partial`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+Batch = dict[str, jax.Array]
+
+
+@struct.dataclass
+class TrainState:
+  """Everything that changes during training: step, parameters, optimizer state."""
+
+  step: jax.Array
+  params: nnx.State
+  opt_state: optax.OptState
+
+  @classmethod
+  def create(cls, params: nnx.State, tx: optax.GradientTransformation) -> "TrainState":
+    return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def weighted_bce_sum(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array, pos_weight: float | None
+) -> jax.Array:
+  """Sum over the batch of BCE-with-logits, positives scaled by `pos_weight`
+  (PyTorch's `BCEWithLogitsLoss(pos_weight=...)`), each row scaled by its
+  `weights` entry (0 for padding). All inputs [batch]; returns a scalar."""
+  per_example = optax.sigmoid_binary_cross_entropy(logits, labels.astype(jnp.float32))
+  if pos_weight is not None:
+    per_example = per_example * jnp.where(labels == 1, pos_weight, 1.0)
+  return jnp.sum(per_example * weights)
+
+
+def _logits(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
+            rngs: nnx.Rngs | None) -> jax.Array:
+  model = nnx.merge(graphdef, params)
+  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], rngs=rngs)
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    pos_weight: float | None,
+    axis_name: str | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step on the weighted mean loss of `batch`.
+
+  Args:
+    state: the current TrainState.
+    batch: [batch, seq] `input_ids`, `token_type_ids`, `attention_mask`;
+      [batch] `labels` and `weights` (0 for padding rows).
+    rng: the run's dropout key; the step folds in `state.step` (and the
+      device index under pmap).
+    axis_name: the pmap axis to sum gradients over; None elsewhere.
+  Returns:
+    The new state and {"loss_sum", "count"}: the weighted loss sum and the
+    number of real examples, summed over devices.
+  """
+  rng = jax.random.fold_in(rng, state.step)
+  if axis_name is not None:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+
+  def loss_sum_fn(params):
+    logits = _logits(graphdef, params, batch, nnx.Rngs(dropout=rng))
+    return weighted_bce_sum(logits, batch["labels"], batch["weights"], pos_weight)
+
+  loss_sum, grads = jax.value_and_grad(loss_sum_fn)(state.params)
+  count = jnp.sum(batch["weights"])
+  if axis_name is not None:
+    loss_sum, grads, count = jax.lax.psum((loss_sum, grads, count), axis_name)
+  grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+  return new_state, {"loss_sum": loss_sum, "count": count}
+
+
+def eval_step(params: nnx.State, batch: Batch, *, graphdef: nnx.GraphDef) -> jax.Array:
+  """[batch, seq] inputs -> [batch] probability that each pair is a paraphrase."""
+  return jax.nn.sigmoid(_logits(graphdef, params, batch, rngs=None))
+
+
+def param_count(params: Any) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))

@@ -1,0 +1,102 @@
+"""WordPiece pair encoding: examples -> int32 token arrays.
+
+Pairs are encoded `[CLS] sentence1 [SEP] sentence2 [SEP]`, truncated
+(longest sentence first) and padded to `max_length`, with Hugging Face's fast
+tokenizers. The tokenizer is either learned on the train split (offline) or
+loaded from a folder or hub name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tokenizers import BertWordPieceTokenizer
+from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
+
+from flax_mrpc.data import Example
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_wordpiece(
+    sentences: Sequence[str], vocab_size: int, lowercase: bool, save_dir: Path
+) -> PreTrainedTokenizerBase:
+  """Learns a WordPiece vocabulary of at most `vocab_size` entries from
+  `sentences`, writes `save_dir/vocab.txt` and returns its tokenizer."""
+  wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
+  wordpiece.train_from_iterator(
+      sentences, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
+      show_progress=False,
+  )
+  save_dir.mkdir(parents=True, exist_ok=True)
+  wordpiece.save_model(str(save_dir))
+  return BertTokenizer.from_pretrained(str(save_dir), do_lower_case=lowercase)
+
+
+def load_tokenizer(name_or_dir: str, lowercase: bool = True) -> PreTrainedTokenizerBase:
+  """A tokenizer from a folder (`tokenizer.json` or `vocab.txt`) or a hub name."""
+  path = Path(name_or_dir).expanduser()
+  if path.is_dir() and not (path / "tokenizer.json").is_file() and (path / "vocab.txt").is_file():
+    return BertTokenizer.from_pretrained(str(path), do_lower_case=lowercase)
+  try:
+    return AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name_or_dir)
+  except (OSError, ValueError) as e:
+    raise ValueError(
+        f"could not load a tokenizer from {name_or_dir!r} ({e}). Pass --tokenizer a folder "
+        "with vocab.txt or tokenizer.json, a hub name (online), or 'train' to learn one offline."
+    ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSplit:
+  """Token arrays of one split: ids, segments and mask are [n, max_length]
+  int32; labels and idx are [n] int32; `num_truncated` pairs were longer
+  than max_length before truncation."""
+
+  input_ids: np.ndarray
+  token_type_ids: np.ndarray
+  attention_mask: np.ndarray
+  labels: np.ndarray
+  idx: np.ndarray
+  num_truncated: int
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def features(self) -> dict[str, np.ndarray]:
+    """The arrays a batch carries: ids, segments, mask and labels."""
+    return {
+        "input_ids": self.input_ids,
+        "token_type_ids": self.token_type_ids,
+        "attention_mask": self.attention_mask,
+        "labels": self.labels,
+    }
+
+
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    max_length: int,
+    swap: bool = False,
+) -> EncodedSplit:
+  """Encodes each (sentence1, sentence2) pair, or (sentence2, sentence1) when
+  `swap`, into `max_length` tokens."""
+  first = [e.sentence2 if swap else e.sentence1 for e in examples]
+  second = [e.sentence1 if swap else e.sentence2 for e in examples]
+  full_lengths = [len(ids) for ids in tokenizer(first, second)["input_ids"]]
+  encoded = tokenizer(
+      first, second, truncation="longest_first", padding="max_length",
+      max_length=max_length, return_tensors="np", return_token_type_ids=True,
+      return_attention_mask=True,
+  )
+  return EncodedSplit(
+      input_ids=encoded["input_ids"].astype(np.int32),
+      token_type_ids=encoded["token_type_ids"].astype(np.int32),
+      attention_mask=encoded["attention_mask"].astype(np.int32),
+      labels=np.array([e.label for e in examples], np.int32),
+      idx=np.array([e.idx for e in examples], np.int32),
+      num_truncated=sum(n > max_length for n in full_lengths),
+  )
