@@ -1,0 +1,111 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from flax_mrpc.config import ModelConfig
+from flax_mrpc.modules import Encoder, EncoderLayer, MultiHeadAttention, PairClassifier, PreProcess
+
+SMALL = ModelConfig(vocab_size=100, max_length=128, d_model=32, num_heads=4, d_ff=64,
+                    num_layers=2)
+B, S = 3, 16
+
+
+def _inputs(seq=S, pad_from=10):
+  ids = np.zeros((B, seq), np.int32)
+  ids[:, :pad_from] = np.random.default_rng(0).integers(5, 100, (B, pad_from))
+  types = np.zeros((B, seq), np.int32)
+  types[:, 5:pad_from] = 1
+  mask = np.zeros((B, seq), np.int32)
+  mask[:, :pad_from] = 1
+  return jnp.asarray(ids), jnp.asarray(types), jnp.asarray(mask)
+
+
+@pytest.mark.parametrize("quirks", [False, True])
+def test_shapes_of_every_module(quirks):
+  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": quirks})
+  rngs = nnx.Rngs(0)
+  ids, types, mask = _inputs()
+  x = PreProcess(config, rngs=rngs)(ids, types, mask)
+  chex.assert_shape(x, (B, S, 32))
+  attention = MultiHeadAttention(config, rngs=rngs)
+  chex.assert_shape(attention(x, mask), (B, S, 32))
+  chex.assert_shape(attention.attention_weights(x, mask), (B, 4, S, S))
+  chex.assert_shape(EncoderLayer(config, rngs=rngs)(x, mask), (B, S, 32))
+  chex.assert_shape(Encoder(config, rngs=rngs)(ids, types, mask), (B, S, 32))
+  logits = PairClassifier(config, rngs=rngs)(ids, types, mask)
+  chex.assert_shape(logits, (B,))
+  chex.assert_type(logits, jnp.float32)
+
+
+def test_attention_gives_padded_keys_zero_weight():
+  ids, types, mask = _inputs()
+  x = PreProcess(SMALL, rngs=nnx.Rngs(0))(ids, types, mask)
+  weights = MultiHeadAttention(SMALL, rngs=nnx.Rngs(1)).attention_weights(x, mask)
+  np.testing.assert_array_equal(np.asarray(weights[..., 10:]), 0.0)
+  np.testing.assert_allclose(np.asarray(weights.sum(-1)), 1.0, rtol=1e-6)
+
+
+def test_seed_quirks_attention_attends_to_padding():
+  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": True})
+  ids, types, mask = _inputs()
+  x = PreProcess(config, rngs=nnx.Rngs(0))(ids, types, mask)
+  weights = MultiHeadAttention(config, rngs=nnx.Rngs(1)).attention_weights(x, mask)
+  assert float(weights[..., 10:].min()) > 0.0
+
+
+def _logit_padded_to(model, seq):
+  ids, types, mask = _inputs(seq=seq, pad_from=10)
+  return np.asarray(model(ids, types, mask))
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_padding_invariance_with_masking(norm):
+  config = ModelConfig(**{**SMALL.__dict__, "norm": norm, "pooler": True})
+  model = PairClassifier(config, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(_logit_padded_to(model, 64), _logit_padded_to(model, 128),
+                             atol=1e-5)
+
+
+def test_seed_quirks_break_padding_invariance():
+  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": True})
+  model = PairClassifier(config, rngs=nnx.Rngs(0))
+  assert np.abs(_logit_padded_to(model, 64) - _logit_padded_to(model, 128)).max() > 1e-4
+
+
+def test_seed_quirks_add_raw_ids_and_mask_to_every_dimension():
+  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": True})
+  layer = PreProcess(config, rngs=nnx.Rngs(0))
+  ids, types, mask = _inputs()
+  out = layer(ids, types, mask)
+  plain = layer.word_embeddings(ids) + layer.position_embeddings(jnp.arange(S)[None])
+  expected = plain + types[..., None] + mask[..., None]
+  np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-6)
+
+
+def test_dropout_only_with_rngs():
+  model = PairClassifier(SMALL, rngs=nnx.Rngs(0))
+  ids, types, mask = _inputs()
+  a, b = model(ids, types, mask), model(ids, types, mask)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  c = model(ids, types, mask, rngs=nnx.Rngs(dropout=1))
+  d = model(ids, types, mask, rngs=nnx.Rngs(dropout=2))
+  assert np.abs(np.asarray(c) - np.asarray(d)).max() > 1e-6
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  config = ModelConfig(**{**SMALL.__dict__, "dtype": "bfloat16", "activation": "gelu"})
+  model = PairClassifier(config, rngs=nnx.Rngs(0))
+  _, params = nnx.split(model)
+  assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+  ids, types, mask = _inputs()
+  hidden = model.encoder(ids, types, mask)
+  assert hidden.dtype == jnp.bfloat16
+  assert np.isfinite(np.asarray(model(ids, types, mask))).all()
+
+
+def test_bad_model_config_is_refused():
+  with pytest.raises(ValueError, match="divisible"):
+    ModelConfig(d_model=30, num_heads=4)

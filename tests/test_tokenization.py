@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from flax_mrpc import tokenization
+from flax_mrpc.data import Example
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tok")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(splits, tokenizer_dir):
+  sentences = [s for e in splits["train"][:1000] for s in (e.sentence1, e.sentence2)]
+  return tokenization.train_wordpiece(sentences, 2000, True, tokenizer_dir)
+
+
+def test_trained_vocabulary_knows_common_words(tokenizer):
+  tokens = tokenizer.tokenize("The company said on Tuesday that its shares rose.")
+  assert "[UNK]" not in tokens
+  assert tokens[:3] == ["the", "company", "said"]
+  assert 1000 < len(tokenizer) <= 2000
+
+
+def test_pair_layout_segments_and_padding(tokenizer):
+  pair = Example("the company said", "shares rose", 1, 0)
+  enc = tokenization.encode_pairs(tokenizer, [pair], max_length=16)
+  tokens = tokenizer.convert_ids_to_tokens(enc.input_ids[0])
+  assert tokens[:8] == ["[CLS]", "the", "company", "said", "[SEP]", "shares", "rose", "[SEP]"]
+  assert tokens[8:] == ["[PAD]"] * 8
+  np.testing.assert_array_equal(enc.token_type_ids[0], [0] * 5 + [1] * 3 + [0] * 8)
+  np.testing.assert_array_equal(enc.attention_mask[0], [1] * 8 + [0] * 8)
+  assert enc.input_ids.dtype == enc.token_type_ids.dtype == enc.attention_mask.dtype == np.int32
+  assert enc.num_truncated == 0
+
+
+def test_truncation_is_counted_and_swap_reverses(tokenizer):
+  long = Example(" ".join(["company"] * 20), "shares rose", 0, 3)
+  enc = tokenization.encode_pairs(tokenizer, [long], max_length=8)
+  assert enc.num_truncated == 1
+  assert enc.input_ids.shape == (1, 8)
+  assert list(enc.labels) == [0] and list(enc.idx) == [3]
+  swapped = tokenization.encode_pairs(tokenizer, [long], max_length=32, swap=True)
+  assert tokenizer.convert_ids_to_tokens(swapped.input_ids[0][:4]) == [
+      "[CLS]", "shares", "rose", "[SEP]"]
+
+
+def test_a_folder_with_vocab_txt_loads(tokenizer, tokenizer_dir):
+  assert sorted(p.name for p in tokenizer_dir.iterdir()) == ["vocab.txt"]
+  loaded = tokenization.load_tokenizer(str(tokenizer_dir))
+  text = "The company said on Tuesday."
+  assert loaded.tokenize(text) == tokenizer.tokenize(text)
+
+
+def test_unknown_tokenizer_names_the_fix(tmp_path):
+  with pytest.raises(ValueError, match="--tokenizer"):
+    tokenization.load_tokenizer(str(tmp_path / "no-such-folder"))
