@@ -25,14 +25,20 @@ def train_wordpiece(
     sentences: Sequence[str], vocab_size: int, lowercase: bool, save_dir: Path
 ) -> PreTrainedTokenizerBase:
   """Learns a WordPiece vocabulary of at most `vocab_size` entries from
-  `sentences`, writes `save_dir/vocab.txt` and returns its tokenizer."""
+  `sentences`, writes `save_dir/vocab.txt` and returns its tokenizer.
+
+  The trainer learns the same token set on every run but numbers it in a
+  varying order, so the tokens are written sorted (special tokens first):
+  the same sentences always give the same ids.
+  """
   wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
   wordpiece.train_from_iterator(
       sentences, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
       show_progress=False,
   )
+  learned = sorted(set(wordpiece.get_vocab()) - set(SPECIAL_TOKENS))
   save_dir.mkdir(parents=True, exist_ok=True)
-  wordpiece.save_model(str(save_dir))
+  (save_dir / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + learned) + "\n", encoding="utf-8")
   return BertTokenizer.from_pretrained(str(save_dir), do_lower_case=lowercase)
 
 

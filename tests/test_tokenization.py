@@ -56,3 +56,13 @@ def test_a_folder_with_vocab_txt_loads(tokenizer, tokenizer_dir):
 def test_unknown_tokenizer_names_the_fix(tmp_path):
   with pytest.raises(ValueError, match="--tokenizer"):
     tokenization.load_tokenizer(str(tmp_path / "no-such-folder"))
+
+
+def test_training_twice_gives_the_same_ids(splits, tmp_path):
+  sentences = [s for e in splits["train"][:300] for s in (e.sentence1, e.sentence2)]
+  a = tokenization.train_wordpiece(sentences, 800, True, tmp_path / "a")
+  b = tokenization.train_wordpiece(sentences, 800, True, tmp_path / "b")
+  assert (tmp_path / "a" / "vocab.txt").read_text() == (tmp_path / "b" / "vocab.txt").read_text()
+  assert a.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]) == [0, 1, 2, 3]
+  text = splits["validation"][0].sentence1
+  assert a(text)["input_ids"] == b(text)["input_ids"]

@@ -1,0 +1,93 @@
+"""The real entry point, end to end, on the real MRPC files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flax_mrpc import train
+from flax_mrpc.config import get_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, data_dir):
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(data_dir)}
+  return subprocess.run([sys.executable, "-m", "flax_mrpc.train", *args], env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(mrpc_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny")
+  proc = _cli("--preset", "tiny", "--workdir", str(workdir), "--no-progress", data_dir=mrpc_dir)
+  assert proc.returncode == 0, proc.stderr
+  return workdir, proc
+
+
+def test_tiny_preset_writes_results_metrics_and_predictions(tiny_run):
+  workdir, proc = tiny_run
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["config"] == get_preset("tiny").to_dict()
+  assert 1 <= results["best_epoch"] <= 2
+  assert set(results["validation"]) >= {"accuracy", "f1", "precision", "recall"}
+  assert results["test"]["tp"] + results["test"]["fn"] == 1147
+  assert results["num_truncated"]["test"] > 0 and "truncated" in proc.stderr
+  epochs = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [e["epoch"] for e in epochs] == [1, 2]
+  assert epochs[results["best_epoch"] - 1]["validation"] == results["validation"]
+  lines = (workdir / "test_predictions.tsv").read_text().splitlines()
+  assert lines[0] == "idx\tprediction\tprobability"
+  rows = [line.split("\t") for line in lines[1:]]
+  assert [int(r[0]) for r in rows] == list(range(1725))
+  assert {r[1] for r in rows} <= {"0", "1"}
+  predicted_positive = sum(r[1] == "1" for r in rows)
+  assert predicted_positive == results["test"]["tp"] + results["test"]["fp"]
+  assert all((float(r[2]) >= 0.5) == (r[1] == "1") for r in rows)
+  assert (workdir / "tokenizer" / "vocab.txt").is_file()
+
+
+def test_an_existing_run_is_not_overwritten(tiny_run, mrpc_dir):
+  workdir, _ = tiny_run
+  before = (workdir / "results.json").read_text()
+  proc = _cli("--preset", "tiny", "--workdir", str(workdir), data_dir=mrpc_dir)
+  assert proc.returncode == 2
+  assert "--overwrite" in proc.stderr
+  assert (workdir / "results.json").read_text() == before
+
+
+def test_bad_flags_get_one_clear_error(mrpc_dir, tmp_path):
+  proc = _cli("--preset", "tiny", "--workdir", str(tmp_path), "--set", "d_modle=3",
+              data_dir=mrpc_dir)
+  assert proc.returncode == 2 and "NAME=VALUE" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  proc = _cli("--preset", "nope", "--workdir", str(tmp_path), data_dir=mrpc_dir)
+  assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_missing_data_dir_is_one_clear_error(tmp_path):
+  proc = _cli("--preset", "tiny", "--workdir", str(tmp_path / "w"), "--data-dir",
+              str(tmp_path / "missing"), data_dir=tmp_path)
+  assert proc.returncode == 2
+  assert "error:" in proc.stderr and "--data-dir" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_same_seed_same_results(mrpc_dir, tmp_path):
+  config = get_preset("tiny").replace(epochs=1)
+  a = train.train_and_evaluate(config, tmp_path / "a", mrpc_dir, progress=False)
+  b = train.train_and_evaluate(config, tmp_path / "b", mrpc_dir, progress=False)
+  assert a["validation"] == b["validation"] and a["test"] == b["test"]
+  assert ((tmp_path / "a" / "test_predictions.tsv").read_text()
+          == (tmp_path / "b" / "test_predictions.tsv").read_text())
+
+
+def test_set_parses_types():
+  args = train.parse_args(["--workdir", "w", "--set", "d_model=64", "--set", "pos_weight=none",
+                           "--set", "swap_augment=true", "--set", "learning_rate=3e-4"])
+  config = train.config_from_args(args)
+  assert config.model.d_model == 64 and config.train.pos_weight is None
+  assert config.train.swap_augment is True and config.train.learning_rate == 3e-4
