@@ -31,6 +31,9 @@ class ModelConfig:
   attention_dropout: float = 0.1
   layer_norm_eps: float = 1e-12
   pooler: bool = False  # BERT's dense+tanh pooler on the first token
+  # Adds a learned embedding of `match_ids` (1 where the token also occurs in
+  # the other sentence): the exact-match feature of DrQA/ESIM-style pair models.
+  match_embedding: bool = False
   seed_quirks: bool = False  # the seed's raw-id embedding and unmasked attention
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
 

@@ -43,9 +43,10 @@ def _dropout(x: jax.Array, layer: nnx.Dropout, rngs: nnx.Rngs | None) -> jax.Arr
 class PreProcess(nnx.Module):
   """Token embeddings: the seed's `Pre_process`.
 
-  Correct mode (BERT): word + learned position + learned segment embedding,
-  LayerNorm, dropout. With `config.seed_quirks`: word + position embedding
-  plus `token_type_ids` and `attention_mask` added as raw numbers to every
+  Correct mode (BERT): word + learned position + learned segment embedding
+  (+ the exact-match embedding when `config.match_embedding`), LayerNorm,
+  dropout. With `config.seed_quirks`: word + position embedding plus
+  `token_type_ids` and `attention_mask` added as raw numbers to every
   dimension, then dropout, exactly as the seed does.
   """
 
@@ -62,6 +63,7 @@ class PreProcess(nnx.Module):
     else:
       self.token_type_embeddings = embed(config.type_vocab_size)
       self.norm = _layer_norm(config, rngs)
+    self.match_embeddings = embed(2) if config.match_embedding else None
     self.dropout = nnx.Dropout(config.dropout)
 
   def __call__(
@@ -69,13 +71,19 @@ class PreProcess(nnx.Module):
       input_ids: jax.Array,
       token_type_ids: jax.Array,
       attention_mask: jax.Array,
+      match_ids: jax.Array | None = None,
       *,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
-    """[batch, seq] int ids, segment ids and 0/1 mask -> [batch, seq, hidden]."""
+    """[batch, seq] int ids, segment ids, 0/1 mask (and 0/1 match ids when the
+    model has a match embedding) -> [batch, seq, hidden]."""
     seq_len = input_ids.shape[-1]
     positions = jnp.arange(seq_len)[None, :]
     x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+    if self.match_embeddings is not None:
+      if match_ids is None:
+        raise ValueError("this model has a match embedding: pass match_ids [batch, seq].")
+      x = x + self.match_embeddings(match_ids)
     if self.seed_quirks:
       x = x + token_type_ids[..., None].astype(x.dtype)
       x = x + attention_mask[..., None].astype(x.dtype)
@@ -179,11 +187,12 @@ class Encoder(nnx.Module):
       input_ids: jax.Array,
       token_type_ids: jax.Array,
       attention_mask: jax.Array,
+      match_ids: jax.Array | None = None,
       *,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
-    """[batch, seq] ids, segment ids, mask -> [batch, seq, hidden] hidden states."""
-    x = self.embeddings(input_ids, token_type_ids, attention_mask, rngs=rngs)
+    """[batch, seq] ids, segment ids, mask (, match ids) -> [batch, seq, hidden]."""
+    x = self.embeddings(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
     for layer in self.layers:
       x = layer(x, attention_mask, rngs=rngs)
     if self.final_norm is not None:
@@ -206,11 +215,12 @@ class PairClassifier(nnx.Module):
       input_ids: jax.Array,
       token_type_ids: jax.Array,
       attention_mask: jax.Array,
+      match_ids: jax.Array | None = None,
       *,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
     """[batch, seq] inputs -> [batch, hidden] pair representation."""
-    hidden = self.encoder(input_ids, token_type_ids, attention_mask, rngs=rngs)
+    hidden = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
     first = hidden[:, 0]
     return jnp.tanh(self.pooler(first)) if self.pooler is not None else first
 
@@ -219,10 +229,11 @@ class PairClassifier(nnx.Module):
       input_ids: jax.Array,
       token_type_ids: jax.Array,
       attention_mask: jax.Array,
+      match_ids: jax.Array | None = None,
       *,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
     """[batch, seq] inputs -> [batch] float32 logits."""
-    pooled = self.pooled(input_ids, token_type_ids, attention_mask, rngs=rngs)
+    pooled = self.pooled(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
     logits = self.classifier(_dropout(pooled, self.dropout, rngs))
     return logits[:, 0].astype(jnp.float32)

@@ -46,7 +46,8 @@ def weighted_bce_sum(
 def _logits(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
             rngs: nnx.Rngs | None) -> jax.Array:
   model = nnx.merge(graphdef, params)
-  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], rngs=rngs)
+  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+               batch.get("match_ids"), rngs=rngs)
 
 
 def train_step(
@@ -63,8 +64,8 @@ def train_step(
 
   Args:
     state: the current TrainState.
-    batch: [batch, seq] `input_ids`, `token_type_ids`, `attention_mask`;
-      [batch] `labels` and `weights` (0 for padding rows).
+    batch: [batch, seq] `input_ids`, `token_type_ids`, `attention_mask`,
+      `match_ids`; [batch] `labels` and `weights` (0 for padding rows).
     rng: the run's dropout key; the step folds in `state.step` (and the
       device index under pmap).
     axis_name: the pmap axis to sum gradients over; None elsewhere.

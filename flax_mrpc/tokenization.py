@@ -58,13 +58,14 @@ def load_tokenizer(name_or_dir: str, lowercase: bool = True) -> PreTrainedTokeni
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
-  """Token arrays of one split: ids, segments and mask are [n, max_length]
-  int32; labels and idx are [n] int32; `num_truncated` pairs were longer
-  than max_length before truncation."""
+  """Token arrays of one split: ids, segments, mask and match ids are
+  [n, max_length] int32; labels and idx are [n] int32; `num_truncated` pairs
+  were longer than max_length before truncation."""
 
   input_ids: np.ndarray
   token_type_ids: np.ndarray
   attention_mask: np.ndarray
+  match_ids: np.ndarray
   labels: np.ndarray
   idx: np.ndarray
   num_truncated: int
@@ -73,13 +74,27 @@ class EncodedSplit:
     return len(self.labels)
 
   def features(self) -> dict[str, np.ndarray]:
-    """The arrays a batch carries: ids, segments, mask and labels."""
+    """The arrays a batch carries: ids, segments, mask, match ids and labels."""
     return {
         "input_ids": self.input_ids,
         "token_type_ids": self.token_type_ids,
         "attention_mask": self.attention_mask,
+        "match_ids": self.match_ids,
         "labels": self.labels,
     }
+
+
+def exact_match_ids(
+    input_ids: np.ndarray, token_type_ids: np.ndarray, special_mask: np.ndarray
+) -> np.ndarray:
+  """[n, seq] 0/1: 1 where a (non-special) token also occurs in the other
+  sentence of its pair. `special_mask` is 1 on [CLS], [SEP] and padding."""
+  match = np.zeros_like(input_ids)
+  for row, (ids, segments, special) in enumerate(zip(input_ids, token_type_ids, special_mask)):
+    words = special == 0
+    first, second = ids[words & (segments == 0)], ids[words & (segments == 1)]
+    match[row] = words & np.where(segments == 0, np.isin(ids, second), np.isin(ids, first))
+  return match
 
 
 def encode_pairs(
@@ -96,12 +111,14 @@ def encode_pairs(
   encoded = tokenizer(
       first, second, truncation="longest_first", padding="max_length",
       max_length=max_length, return_tensors="np", return_token_type_ids=True,
-      return_attention_mask=True,
+      return_attention_mask=True, return_special_tokens_mask=True,
   )
   return EncodedSplit(
       input_ids=encoded["input_ids"].astype(np.int32),
       token_type_ids=encoded["token_type_ids"].astype(np.int32),
       attention_mask=encoded["attention_mask"].astype(np.int32),
+      match_ids=exact_match_ids(encoded["input_ids"], encoded["token_type_ids"],
+                                encoded["special_tokens_mask"]).astype(np.int32),
       labels=np.array([e.label for e in examples], np.int32),
       idx=np.array([e.idx for e in examples], np.int32),
       num_truncated=sum(n > max_length for n in full_lengths),

@@ -136,14 +136,16 @@ def train_and_evaluate(
     for epoch in range(1, tc.epochs + 1):
       epoch_start = time.time()
       order = batching.epoch_order(num_train, tc.seed, epoch)
-      loss_sum = count = 0.0
+      loss_sum = count = 0.0  # summed on the device; read back every 20 steps
       bar = tqdm(batching.batches(train_features, tc.batch_size, order), total=steps_per_epoch,
                  desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
-      for batch in bar:
+      for i, batch in enumerate(bar):
         state, step_metrics = train_fn(state, batch, dropout_rng)
-        loss_sum += float(step_metrics["loss_sum"])
-        count += float(step_metrics["count"])
-        bar.set_postfix(loss=f"{loss_sum / count:.4f}")
+        loss_sum += step_metrics["loss_sum"]
+        count += step_metrics["count"]
+        if progress and i % 20 == 0:
+          bar.set_postfix(loss=f"{float(loss_sum / count):.4f}")
+      loss_sum, count = float(loss_sum), float(count)
       validation = _evaluate(
           predict_probabilities(eval_fn, state.params, encoded["validation"], tc.batch_size),
           encoded["validation"],

@@ -109,3 +109,14 @@ def test_bfloat16_compute_keeps_float32_params():
 def test_bad_model_config_is_refused():
   with pytest.raises(ValueError, match="divisible"):
     ModelConfig(d_model=30, num_heads=4)
+
+
+def test_match_embedding_changes_the_output_and_is_required():
+  config = ModelConfig(**{**SMALL.__dict__, "match_embedding": True})
+  model = PairClassifier(config, rngs=nnx.Rngs(0))
+  ids, types, mask = _inputs()
+  no_match = model(ids, types, mask, jnp.zeros_like(ids))
+  some_match = model(ids, types, mask, (ids % 2) * mask)
+  assert np.abs(np.asarray(no_match) - np.asarray(some_match)).max() > 1e-5
+  with pytest.raises(ValueError, match="match_ids"):
+    model(ids, types, mask)

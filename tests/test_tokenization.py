@@ -66,3 +66,12 @@ def test_training_twice_gives_the_same_ids(splits, tmp_path):
   assert a.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]) == [0, 1, 2, 3]
   text = splits["validation"][0].sentence1
   assert a(text)["input_ids"] == b(text)["input_ids"]
+
+
+def test_match_ids_mark_tokens_found_in_the_other_sentence(tokenizer):
+  pair = Example("the company said", "the shares rose", 1, 0)
+  enc = tokenization.encode_pairs(tokenizer, [pair], max_length=12)
+  tokens = tokenizer.convert_ids_to_tokens(enc.input_ids[0])
+  assert tokens[:9] == ["[CLS]", "the", "company", "said", "[SEP]", "the", "shares", "rose",
+                        "[SEP]"]
+  np.testing.assert_array_equal(enc.match_ids[0], [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])
