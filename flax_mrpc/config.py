@@ -61,6 +61,7 @@ class TrainConfig:
   schedule: Literal["constant", "linear", "cosine"] = "linear"
   warmup_fraction: float = 0.1
   clip_norm: float | None = 1.0  # global-norm gradient clipping; None = off
+  patience: int | None = None  # stop after this many epochs without a better validation score
   pos_weight: float | None = None  # BCE weight of the positive class; None = unweighted
   swap_augment: bool = False  # also train on (sentence2, sentence1)
   # "train": a WordPiece vocabulary of at most model.vocab_size learned on the
@@ -76,6 +77,8 @@ class TrainConfig:
       raise ValueError(
           f"schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}."
       )
+    if self.patience is not None and self.patience < 1:
+      raise ValueError(f"patience must be at least 1 (or None), got {self.patience}.")
     if not 0.0 <= self.warmup_fraction < 1.0:
       raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
 
@@ -140,11 +143,13 @@ def _default() -> Config:
           d_ff=512,
           num_layers=2,
           activation="gelu",
-          dropout=0.1,
-          attention_dropout=0.1,
+          dropout=0.3,
+          attention_dropout=0.3,
+          match_embedding=True,
       ),
       train=TrainConfig(
           epochs=10,
+          patience=3,
           batch_size=32,
           learning_rate=5e-4,
           weight_decay=0.01,

@@ -2,9 +2,10 @@
 
     python -m flax_mrpc.train --preset default --workdir runs/default
 
-The loop (`train_and_evaluate`) is importable. It trains for `epochs`,
-evaluates the validation split after each one, keeps the parameters of the
-best validation epoch, scores the test split once with them, and writes to the
+The loop (`train_and_evaluate`) is importable. It trains for `epochs` (or
+until `patience` epochs pass without a better validation score), evaluates
+the validation split after each one, keeps the parameters of the best
+validation epoch, scores the test split once with them, and writes to the
 workdir: `results.json`, `metrics.jsonl` (one object per epoch),
 `test_predictions.tsv` and the tokenizer's `tokenizer/vocab.txt`.
 """
@@ -83,10 +84,10 @@ def _evaluate(probabilities: np.ndarray, split: tokenization.EncodedSplit) -> di
 
 
 def _is_better(candidate: dict[str, float], best: dict[str, float] | None) -> bool:
-  """Validation accuracy decides, F1 breaks ties; the earlier epoch wins a full tie."""
+  """GLUE's MRPC score, (accuracy + F1) / 2, decides; the earlier epoch wins a tie."""
   if best is None:
     return True
-  return (candidate["accuracy"], candidate["f1"]) > (best["accuracy"], best["f1"])
+  return candidate["accuracy"] + candidate["f1"] > best["accuracy"] + best["f1"]
 
 
 def train_and_evaluate(
@@ -159,6 +160,9 @@ def train_and_evaluate(
       if _is_better(validation, best):
         best, best_epoch = validation, epoch
         best_params = jax.device_get(state.params)
+      elif tc.patience is not None and epoch - best_epoch >= tc.patience:
+        _log(f"early stop: no better validation score for {tc.patience} epochs")
+        break
 
   test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"], tc.batch_size)
   test_predictions = (test_probabilities >= 0.5).astype(int)
