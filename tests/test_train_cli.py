@@ -91,3 +91,10 @@ def test_set_parses_types():
   config = train.config_from_args(args)
   assert config.model.d_model == 64 and config.train.pos_weight is None
   assert config.train.swap_augment is True and config.train.learning_rate == 3e-4
+
+
+def test_patience_stops_when_validation_stops_improving(mrpc_dir, tmp_path):
+  config = get_preset("tiny").replace(epochs=4, patience=1, learning_rate=0.0)
+  result = train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
+  epochs = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert len(epochs) == 2 and result["best_epoch"] == 1

@@ -1,0 +1,30 @@
+"""Each experiment's tiny variant runs end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_search_default_tiny(mrpc_dir, tmp_path):
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "experiments" / "search_default.py"), "--tiny",
+       "--out", str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  records = json.loads((tmp_path / "default_search_round2_tiny.json").read_text())
+  assert [r["candidate"] for r in records] == ["base", "pos_weight 1.5"]
+  assert all(0.0 <= r["validation"]["accuracy"] <= 1.0 for r in records)
+  assert proc.stdout.splitlines()[0].split()[:2] == ["candidate", "score"]
+
+
+def test_step_time_benchmark_runs(tmp_path):
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "step_time.py"),
+       "--preset", "tiny", "--steps", "2"], env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert "ms per step" in proc.stdout and "examples/s" in proc.stdout
