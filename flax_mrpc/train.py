@@ -7,16 +7,24 @@ until `patience` epochs pass without a better validation score), evaluates
 the validation split after each one, keeps the parameters of the best
 validation epoch, scores the test split once with them, and writes to the
 workdir: `results.json`, `metrics.jsonl` (one object per epoch),
-`test_predictions.tsv` and the tokenizer's `tokenizer/vocab.txt`.
+`test_predictions.tsv`, the tokenizer's `tokenizer/vocab.txt` and orbax
+checkpoints in `checkpoints/`. Rerunning the same command resumes from the
+latest checkpoint; SIGTERM/SIGINT save one and exit with status 75.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
+import itertools
 import json
+import math
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,12 +36,23 @@ from flax import nnx
 from tqdm import tqdm
 
 from flax_mrpc import batching, data, steps, tokenization
+from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import PRESETS, Config, ModelConfig, TrainConfig, get_preset
+from flax_mrpc.inference import predict_probabilities
 from flax_mrpc.metrics import classification_metrics
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
 
 OUTPUT_FILES = ("results.json", "metrics.jsonl", "test_predictions.tsv")
+EXIT_PREEMPTED = 75  # sysexits' EX_TEMPFAIL: a checkpoint was saved; rerun to resume
+
+
+class Preempted(Exception):
+  """SIGTERM or SIGINT arrived; a checkpoint was saved at the step boundary."""
+
+
+class NonFiniteLoss(ValueError):
+  """The training loss became NaN or infinite."""
 
 
 def _log(message: str) -> None:
@@ -41,17 +60,19 @@ def _log(message: str) -> None:
 
 
 def prepare_workdir(workdir: Path, overwrite: bool) -> None:
-  """Creates `workdir`; refuses one that holds an earlier run's outputs unless
-  `overwrite`, which removes them."""
+  """Creates `workdir`. A finished run (results.json) is refused unless
+  `overwrite`, which also removes its outputs and checkpoints; unfinished
+  checkpoints are left for `train_and_evaluate` to resume."""
   workdir.mkdir(parents=True, exist_ok=True)
-  existing = [name for name in OUTPUT_FILES if (workdir / name).exists()]
-  if existing and not overwrite:
+  if (workdir / "results.json").exists() and not overwrite:
     raise FileExistsError(
-        f"{workdir} already holds a run ({', '.join(existing)}). "
+        f"{workdir} already holds a finished run (results.json). "
         "Pass --overwrite to replace it, or choose another --workdir."
     )
-  for name in existing:
-    (workdir / name).unlink()
+  if overwrite:
+    for name in OUTPUT_FILES:
+      (workdir / name).unlink(missing_ok=True)
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
 
 
 def build_tokenizer(config: Config, splits: dict[str, list[data.Example]], workdir: Path):
@@ -70,24 +91,59 @@ def build_tokenizer(config: Config, splits: dict[str, list[data.Example]], workd
   return tokenizer
 
 
-def predict_probabilities(
-    eval_fn, params: nnx.State, split: tokenization.EncodedSplit, batch_size: int
-) -> np.ndarray:
-  """[n] paraphrase probabilities of a split, in its order."""
-  out = [np.asarray(eval_fn(params, batch))
-         for batch in batching.batches(split.features(), batch_size)]
-  return np.concatenate(out)[: len(split)]
-
-
-def _evaluate(probabilities: np.ndarray, split: tokenization.EncodedSplit) -> dict[str, float]:
+def evaluate(probabilities: np.ndarray, split: tokenization.EncodedSplit) -> dict[str, float]:
+  """Metrics of [n] probabilities against a labelled split, at threshold 0.5."""
   return classification_metrics(split.labels, probabilities >= 0.5)
 
 
-def _is_better(candidate: dict[str, float], best: dict[str, float] | None) -> bool:
-  """GLUE's MRPC score, (accuracy + F1) / 2, decides; the earlier epoch wins a tie."""
-  if best is None:
-    return True
-  return candidate["accuracy"] + candidate["f1"] > best["accuracy"] + best["f1"]
+def mrpc_score(metrics: dict[str, float]) -> float:
+  """GLUE's MRPC score, (accuracy + F1) / 2: the validation score that picks the best epoch."""
+  return (metrics["accuracy"] + metrics["f1"]) / 2
+
+
+def write_predictions(path: Path, idx: np.ndarray, probabilities: np.ndarray) -> None:
+  with open(path, "w") as f:
+    f.write("idx\tprediction\tprobability\n")
+    for i, q in zip(idx, probabilities):
+      f.write(f"{i}\t{int(q >= 0.5)}\t{q:.6f}\n")
+
+
+@contextlib.contextmanager
+def _preemption_flag():
+  """Turns SIGTERM/SIGINT into a flag the loop reads at each step boundary."""
+  flag = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+  previous = {sig: signal.signal(sig, lambda *_: flag.set())
+              for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield flag
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+
+
+def _check_finite(loss: float, checkpointer: Checkpointer, step: int) -> None:
+  if not math.isfinite(loss):
+    kept = checkpointer.steps()
+    raise NonFiniteLoss(
+        f"training loss became {loss} by step {step}. Checkpoints kept: {kept or 'none'}. "
+        "Lower --learning-rate or set clip_norm (--set clip_norm=1.0), then rerun with "
+        "--overwrite or a new --workdir."
+    )
+
+
+def _preempted(checkpointer: Checkpointer, step: int, workdir: Path) -> Preempted:
+  checkpointer.wait()
+  return Preempted(f"stopped by a signal at step {step}; checkpoint saved in "
+                   f"{workdir / 'checkpoints'}. Rerun the same command to resume.")
+
+
+def _new_loop(config: Config) -> dict[str, Any]:
+  """The loop position saved in every checkpoint's meta."""
+  return {"config": config.to_dict(), "epoch": 1, "batch": 0, "loss_sum": 0.0, "count": 0.0,
+          "history": [], "best": None}
 
 
 def train_and_evaluate(
@@ -96,9 +152,14 @@ def train_and_evaluate(
     data_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    checkpoint_every_steps: int | None = None,
+    keep_checkpoints: int = 2,
 ) -> dict[str, Any]:
-  """Runs one training job and writes its outputs to `workdir`; returns the
-  contents of `results.json`."""
+  """Runs one training job in `workdir`, resuming from its latest checkpoint
+  if there is one, and returns the contents of `results.json`.
+
+  Raises `Preempted` after saving a checkpoint when SIGTERM/SIGINT arrives.
+  """
   start = time.time()
   workdir = Path(workdir)
   prepare_workdir(workdir, overwrite)
@@ -132,50 +193,92 @@ def train_and_evaluate(
   dropout_rng = jax.random.key(tc.seed + 1)
   _log(f"model: {steps.param_count(params):,} parameters; {steps_per_epoch} steps per epoch")
 
-  best, best_params, best_epoch = None, None, 0
-  with open(workdir / "metrics.jsonl", "w") as metrics_file:
-    for epoch in range(1, tc.epochs + 1):
-      epoch_start = time.time()
-      order = batching.epoch_order(num_train, tc.seed, epoch)
-      loss_sum = count = 0.0  # summed on the device; read back every 20 steps
-      bar = tqdm(batching.batches(train_features, tc.batch_size, order), total=steps_per_epoch,
-                 desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
-      for i, batch in enumerate(bar):
-        state, step_metrics = train_fn(state, batch, dropout_rng)
-        loss_sum += step_metrics["loss_sum"]
-        count += step_metrics["count"]
-        if progress and i % 20 == 0:
-          bar.set_postfix(loss=f"{float(loss_sum / count):.4f}")
-      loss_sum, count = float(loss_sum), float(count)
-      validation = _evaluate(
-          predict_probabilities(eval_fn, state.params, encoded["validation"], tc.batch_size),
-          encoded["validation"],
-      )
-      record = {"epoch": epoch, "step": int(state.step), "train_loss": loss_sum / count,
-                "validation": validation, "epoch_time_s": time.time() - epoch_start}
-      metrics_file.write(json.dumps(record) + "\n")
-      metrics_file.flush()
-      _log(f"epoch {epoch}: train loss {record['train_loss']:.4f}, validation accuracy "
-           f"{validation['accuracy']:.4f} F1 {validation['f1']:.4f}")
-      if _is_better(validation, best):
-        best, best_epoch = validation, epoch
-        best_params = jax.device_get(state.params)
-      elif tc.patience is not None and epoch - best_epoch >= tc.patience:
-        _log(f"early stop: no better validation score for {tc.patience} epochs")
-        break
+  checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
+  try:
+    restored = checkpointer.restore_latest(state)
+    loop = _new_loop(config)
+    if restored is not None:
+      differences = config_differences(restored.meta["config"], config.to_dict())
+      if differences:
+        raise CheckpointError(
+            f"{workdir} holds checkpoints of another configuration:\n  "
+            + "\n  ".join(differences)
+            + "\nPass --overwrite to start afresh, or choose another --workdir.")
+      state, loop = restored.state, restored.meta
+      _log(f"resuming from the checkpoint at step {restored.step} "
+           f"(epoch {loop['epoch']}, batch {loop['batch']})")
+    with open(workdir / "metrics.jsonl", "w") as f:
+      f.writelines(json.dumps(record) + "\n" for record in loop["history"])
+
+    with _preemption_flag() as preempted:
+      while loop["epoch"] <= tc.epochs:
+        epoch = loop["epoch"]
+        best_epoch = loop["best"]["epoch"] if loop["best"] else 0
+        if tc.patience is not None and loop["best"] and epoch - 1 - best_epoch >= tc.patience:
+          _log(f"early stop: no better validation score for {tc.patience} epochs")
+          break
+        epoch_start = time.time()
+        order = batching.epoch_order(num_train, tc.seed, epoch)
+        remaining = itertools.islice(
+            batching.batches(train_features, tc.batch_size, order), loop["batch"], None)
+        loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
+        bar = tqdm(remaining, total=steps_per_epoch, initial=loop["batch"],
+                   desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
+        for batch in bar:
+          state, step_metrics = train_fn(state, batch, dropout_rng)
+          loss_sum += step_metrics["loss_sum"]
+          count += step_metrics["count"]
+          loop["batch"] += 1
+          step = (epoch - 1) * steps_per_epoch + loop["batch"]
+          save_now = bool(checkpoint_every_steps) and step % checkpoint_every_steps == 0
+          if save_now or preempted.is_set() or loop["batch"] % 20 == 0:
+            mean_loss = float(loss_sum / count)
+            _check_finite(mean_loss, checkpointer, step)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+          if loop["batch"] == steps_per_epoch:
+            break  # the epoch-end checkpoint follows
+          if save_now or preempted.is_set():
+            loop.update(loss_sum=float(loss_sum), count=float(count))
+            checkpointer.save(state, loop)
+          if preempted.is_set():
+            raise _preempted(checkpointer, step, workdir)
+        train_loss = float(loss_sum / count)
+        _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
+        validation = evaluate(
+            predict_probabilities(eval_fn, state.params, encoded["validation"], tc.batch_size),
+            encoded["validation"],
+        )
+        record = {"epoch": epoch, "step": epoch * steps_per_epoch, "train_loss": train_loss,
+                  "validation": validation, "epoch_time_s": time.time() - epoch_start}
+        score = mrpc_score(validation)
+        if loop["best"] is None or score > loop["best"]["score"]:
+          loop["best"] = {"epoch": epoch, "step": record["step"], "score": score,
+                          "validation": validation}
+        loop.update(epoch=epoch + 1, batch=0, loss_sum=0.0, count=0.0,
+                    history=loop["history"] + [record])
+        checkpointer.save(state, loop, score=score)
+        checkpointer.wait()
+        with open(workdir / "metrics.jsonl", "a") as f:
+          f.write(json.dumps(record) + "\n")
+        _log(f"epoch {epoch}: train loss {train_loss:.4f}, validation accuracy "
+             f"{validation['accuracy']:.4f} F1 {validation['f1']:.4f}")
+        if preempted.is_set():
+          raise _preempted(checkpointer, record["step"], workdir)
+
+    best = loop["best"]
+    best_params = checkpointer.restore(best["step"], state).state.params
+  finally:
+    checkpointer.close()
 
   test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"], tc.batch_size)
-  test_predictions = (test_probabilities >= 0.5).astype(int)
-  with open(workdir / "test_predictions.tsv", "w") as f:
-    f.write("idx\tprediction\tprobability\n")
-    for i, p, q in zip(encoded["test"].idx, test_predictions, test_probabilities):
-      f.write(f"{i}\t{p}\t{q:.6f}\n")
+  write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
   test_labelled = bool(np.all(encoded["test"].labels >= 0))
   results = {
       "config": config.to_dict(),
-      "best_epoch": best_epoch,
-      "validation": best,
-      "test": _evaluate(test_probabilities, encoded["test"]) if test_labelled else None,
+      "best_epoch": best["epoch"],
+      "best_step": best["step"],
+      "validation": best["validation"],
+      "test": evaluate(test_probabilities, encoded["test"]) if test_labelled else None,
       "num_parameters": steps.param_count(params),
       "num_truncated": truncated,
       "tokenizer_vocab_size": len(tokenizer),
@@ -187,7 +290,7 @@ def train_and_evaluate(
   if results["test"] is None:
     _log("the test split has no labels: test metrics skipped, predictions written")
   else:
-    _log(f"best epoch {best_epoch}; test accuracy {results['test']['accuracy']:.4f} "
+    _log(f"best epoch {best['epoch']}; test accuracy {results['test']['accuracy']:.4f} "
          f"F1 {results['test']['f1']:.4f}; {results['wall_time_s']:.0f} s")
   return results
 
@@ -236,7 +339,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                       help="change any config field, e.g. --set d_model=256 (repeatable)")
   parser.add_argument("--overwrite", action="store_true",
-                      help="replace the outputs of an earlier run in --workdir")
+                      help="start afresh: remove the outputs and checkpoints in --workdir "
+                           "(by default an unfinished run there is resumed)")
+  parser.add_argument("--checkpoint-every-steps", type=int, default=None, metavar="N",
+                      help="also checkpoint every N steps (default: at each epoch end only)")
+  parser.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
+                      help="keep the last K checkpoints besides the best (default: 2)")
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   return parser.parse_args(argv)
 
@@ -253,8 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     config = config_from_args(args)
+    if args.keep_checkpoints < 1 or (args.checkpoint_every_steps or 1) < 1:
+      raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
     train_and_evaluate(config, args.workdir, args.data_dir, args.overwrite,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress,
+                       checkpoint_every_steps=args.checkpoint_every_steps,
+                       keep_checkpoints=args.keep_checkpoints)
+  except Preempted as e:
+    print(str(e), file=sys.stderr)
+    return EXIT_PREEMPTED
   except (data.DataError, ValueError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -1,0 +1,117 @@
+"""Orbax checkpoints of a training run under `WORKDIR/checkpoints/`.
+
+Each checkpoint, named by its global step, holds two items:
+  state: the `TrainState` (step, params, optimizer state);
+  meta:  JSON with the config, the loop position (epoch, batches done in it,
+         the epoch's running loss), the per-epoch history and the best epoch.
+The dropout key and the data order are pure functions of (config seed, step)
+and (seed, epoch), so state + meta resume a run exactly.
+
+Kept: the last `keep_last` checkpoints plus the best by validation score.
+Saves are asynchronous; orbax commits a checkpoint atomically (a temporary
+folder renamed when complete), so a kill mid-save leaves the earlier ones
+intact. A checkpoint that fails to restore is reported and the previous one
+is tried; nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from flax_mrpc.steps import TrainState
+
+
+class CheckpointError(ValueError):
+  """The checkpoints in a workdir cannot be used for this run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  step: int
+  state: TrainState
+  meta: dict[str, Any]
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+  """Human-readable `field: saved -> current` lines for every differing leaf."""
+  lines = []
+  for key in sorted(set(saved) | set(current)):
+    a, b = saved.get(key), current.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      lines += config_differences(a, b, f"{prefix}{key}.")
+    elif a != b:
+      lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return lines
+
+
+class Checkpointer:
+  """A `CheckpointManager` keeping the last `keep_last` steps and the best one."""
+
+  def __init__(self, directory: Path, keep_last: int = 2):
+    policies = ocp.checkpoint_managers
+    policy = policies.AnyPreservationPolicy([
+        policies.LatestN(n=keep_last),
+        # Ties go to the earlier step, as in the training loop.
+        policies.BestN(get_metric_fn=lambda m: (m["score"], -m["step"]), n=1,
+                       keep_checkpoints_without_metrics=False),
+    ])
+    self.manager = ocp.CheckpointManager(
+        Path(directory).absolute(),
+        options=ocp.CheckpointManagerOptions(preservation_policy=policy,
+                                             enable_async_checkpointing=True),
+    )
+
+  def save(self, state: TrainState, meta: dict[str, Any], score: float | None = None) -> None:
+    """Starts saving `state` and `meta` at `state.step`; `score` marks an
+    epoch-end checkpoint that competes for best."""
+    step = int(state.step)
+    if step in self.manager.all_steps():
+      return
+    self.manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        metrics=None if score is None else {"score": score, "step": step},
+    )
+
+  def wait(self) -> None:
+    """Blocks until every started save is committed."""
+    self.manager.wait_until_finished()
+
+  def steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def restore(self, step: int, template: TrainState) -> Restored:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                      meta=ocp.args.JsonRestore()))
+    return Restored(step, restored.state, restored.meta)
+
+  def latest_meta(self) -> dict[str, Any] | None:
+    """The meta item of the newest checkpoint (None when there is none)."""
+    for step in reversed(self.steps()):
+      return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    return None
+
+  def restore_latest(self, template: TrainState) -> Restored | None:
+    """The newest checkpoint that restores; a damaged one is reported and skipped."""
+    for step in reversed(self.steps()):
+      try:
+        return self.restore(step, template)
+      except Exception as e:  # orbax raises many types for damaged files
+        print(f"warning: checkpoint {step} in {self.manager.directory} could not be read "
+              f"({type(e).__name__}: {e}); trying the previous one", file=sys.stderr)
+    if self.steps():
+      raise CheckpointError(f"no checkpoint in {self.manager.directory} could be read. "
+                            "Pass --overwrite to start afresh.")
+    return None
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()

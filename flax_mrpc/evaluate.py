@@ -1,0 +1,40 @@
+"""Recompute a split's metrics from a workdir's best checkpoint.
+
+    python -m flax_mrpc.evaluate --workdir runs/default --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from flax_mrpc import data
+from flax_mrpc.checkpoint import CheckpointError
+from flax_mrpc.inference import load_trained
+from flax_mrpc.metrics import classification_metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m flax_mrpc.evaluate", description=__doc__)
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--split", choices=["validation", "test"], default="validation")
+  parser.add_argument("--data-dir", default=None)
+  args = parser.parse_args(argv)
+  try:
+    trained = load_trained(args.workdir)
+    examples = data.load_splits(data.find_data_dir(args.data_dir))[args.split]
+    if any(e.label == data.UNLABELLED for e in examples):
+      raise data.DataError(f"the {args.split} split has no labels; use flax_mrpc.predict.")
+    probabilities = trained.probabilities(examples)
+  except (data.DataError, CheckpointError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  metrics = classification_metrics([e.label for e in examples], probabilities >= 0.5)
+  print(json.dumps({"split": args.split, "best_epoch": trained.best_epoch, **metrics}, indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,68 @@
+"""A trained classifier restored from a workdir's best checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from flax_mrpc import batching, steps, tokenization
+from flax_mrpc.checkpoint import Checkpointer, CheckpointError
+from flax_mrpc.config import Config
+from flax_mrpc.data import Example
+from flax_mrpc.modules import PairClassifier
+from flax_mrpc.optim import make_optimizer
+
+
+def predict_probabilities(
+    eval_fn, params: nnx.State, split: tokenization.EncodedSplit, batch_size: int
+) -> np.ndarray:
+  """[n] paraphrase probabilities of an encoded split, in its order, with a
+  jitted `steps.eval_step`."""
+  out = [np.asarray(eval_fn(params, batch))
+         for batch in batching.batches(split.features(), batch_size)]
+  return np.concatenate(out)[: len(split)]
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  config: Config
+  graphdef: nnx.GraphDef
+  params: nnx.State
+  tokenizer: object
+  best_epoch: int
+
+  def __post_init__(self):
+    self._eval = jax.jit(functools.partial(steps.eval_step, graphdef=self.graphdef))
+
+  def probabilities(self, examples: Sequence[Example], batch_size: int = 64) -> np.ndarray:
+    """[n] paraphrase probabilities of the examples, in order."""
+    encoded = tokenization.encode_pairs(self.tokenizer, examples, self.config.model.max_length)
+    return predict_probabilities(self._eval, self.params, encoded, batch_size)
+
+
+def load_trained(workdir: str | Path) -> TrainedModel:
+  """The model of `workdir`'s best validation epoch, with its tokenizer."""
+  workdir = Path(workdir)
+  if not (workdir / "checkpoints").is_dir():
+    raise CheckpointError(f"{workdir} has no checkpoints/: pass the --workdir of a training run.")
+  checkpointer = Checkpointer(workdir / "checkpoints")
+  try:
+    meta = checkpointer.latest_meta()
+    if meta is None or meta["best"] is None:
+      raise CheckpointError(f"{workdir} has no checkpoint of a finished epoch yet.")
+    config = Config.from_dict(meta["config"])
+    graphdef, params = nnx.split(PairClassifier(config.model, rngs=nnx.Rngs(0)))
+    template = steps.TrainState.create(params, make_optimizer(config.train, 1))
+    params = checkpointer.restore(meta["best"]["step"], template).state.params
+  finally:
+    checkpointer.close()
+  tc = config.train
+  source = str(workdir / "tokenizer") if tc.tokenizer == "train" else tc.tokenizer
+  tokenizer = tokenization.load_tokenizer(source, tc.lowercase)
+  return TrainedModel(config, graphdef, params, tokenizer, meta["best"]["epoch"])

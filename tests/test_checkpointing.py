@@ -1,0 +1,189 @@
+"""Resume, preemption, damaged checkpoints, config checks, predict and evaluate."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from flax_mrpc import train
+from flax_mrpc.checkpoint import Checkpointer, CheckpointError
+from flax_mrpc.config import get_preset
+from flax_mrpc.inference import load_trained
+from flax_mrpc.modules import PairClassifier
+from flax_mrpc.optim import make_optimizer
+from flax_mrpc.steps import TrainState
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["--preset", "tiny", "--epochs", "2", "--no-progress", "--checkpoint-every-steps", "20"]
+
+
+def _start(workdir, mrpc_dir):
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
+  return subprocess.Popen([sys.executable, "-m", "flax_mrpc.train", *RUN, "--workdir",
+                           str(workdir)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _committed(workdir):
+  folder = workdir / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def _wait_for_checkpoints(proc, workdir, n, timeout=300):
+  deadline = time.time() + timeout
+  while len(_committed(workdir)) < n:
+    assert proc.poll() is None, proc.communicate()[1]
+    assert time.time() < deadline, "no checkpoint in time"
+    time.sleep(0.05)
+
+
+def _best_params(workdir):
+  return [np.asarray(x) for x in jax.tree.leaves(load_trained(workdir).params)]
+
+
+def _epochs(workdir):
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  for r in records:
+    del r["epoch_time_s"]
+  return records
+
+
+@pytest.fixture(scope="module")
+def reference(mrpc_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("reference")
+  proc = _start(workdir, mrpc_dir)
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err
+  return workdir
+
+
+def _assert_same_run(workdir, reference):
+  assert ((workdir / "test_predictions.tsv").read_text()
+          == (reference / "test_predictions.tsv").read_text())
+  assert _epochs(workdir) == _epochs(reference)
+  a, b = json.loads((workdir / "results.json").read_text()), json.loads(
+      (reference / "results.json").read_text())
+  assert (a["best_epoch"], a["validation"], a["test"]) == (b["best_epoch"], b["validation"],
+                                                           b["test"])
+  for x, y in zip(_best_params(workdir), _best_params(reference)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_kill_9_then_rerun_equals_an_uninterrupted_run(reference, mrpc_dir, tmp_path):
+  proc = _start(tmp_path, mrpc_dir)
+  _wait_for_checkpoints(proc, tmp_path, 2)
+  proc.kill()
+  proc.wait()
+  assert not (tmp_path / "results.json").exists()
+  resumed = _start(tmp_path, mrpc_dir)
+  _, err = resumed.communicate(timeout=600)
+  assert resumed.returncode == 0, err
+  assert "resuming from the checkpoint at step" in err
+  _assert_same_run(tmp_path, reference)
+
+
+def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tmp_path):
+  proc = _start(tmp_path, mrpc_dir)
+  _wait_for_checkpoints(proc, tmp_path, 1)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == train.EXIT_PREEMPTED, err
+  assert "Rerun the same command to resume" in err
+  saved = _committed(tmp_path)
+  resumed = _start(tmp_path, mrpc_dir)
+  _, err = resumed.communicate(timeout=600)
+  assert resumed.returncode == 0, err
+  assert f"resuming from the checkpoint at step {saved[-1]}" in err
+  _assert_same_run(tmp_path, reference)
+
+
+def test_best_epoch_is_chosen_on_validation_only(reference):
+  epochs = _epochs(reference)
+  scores = [(e["validation"]["accuracy"] + e["validation"]["f1"]) / 2 for e in epochs]
+  results = json.loads((reference / "results.json").read_text())
+  assert results["best_epoch"] == 1 + int(np.argmax(scores))
+  assert results["validation"] == epochs[results["best_epoch"] - 1]["validation"]
+
+
+def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path):
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
+  proc = subprocess.run([sys.executable, "-m", "flax_mrpc.evaluate", "--workdir",
+                         str(reference), "--split", "test"], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  metrics = json.loads(proc.stdout)
+  results = json.loads((reference / "results.json").read_text())
+  assert {k: metrics[k] for k in results["test"]} == results["test"]
+
+  from flax_mrpc import data
+  test = data.load_splits(mrpc_dir)["test"][:50]
+  pairs = tmp_path / "pairs.tsv"
+  pairs.write_text("sentence1\tsentence2\n" + "".join(
+      f"{e.sentence1}\t{e.sentence2}\n" for e in test))
+  out = tmp_path / "scored.tsv"
+  proc = subprocess.run([sys.executable, "-m", "flax_mrpc.predict", "--workdir", str(reference),
+                         "--input", str(pairs), "--output", str(out)], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  scored = [line.split("\t") for line in out.read_text().splitlines()]
+  expected = [line.split("\t") for line in
+              (reference / "test_predictions.tsv").read_text().splitlines()[1:51]]
+  assert [s[:2] for s in scored] == [e[2:0:-1] for e in expected]
+
+  proc = subprocess.run([sys.executable, "-m", "flax_mrpc.predict", "--workdir", str(reference),
+                         "--glue-submission", "--output", str(tmp_path / "MRPC.tsv")], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  lines = (tmp_path / "MRPC.tsv").read_text().splitlines()
+  assert lines[0] == "index\tprediction" and len(lines) == 1726
+
+
+def test_a_mismatched_config_is_refused(mrpc_dir, tmp_path):
+  config = get_preset("tiny").replace(epochs=1)
+  train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
+  (tmp_path / "results.json").unlink()  # as if killed before the end
+  with pytest.raises(CheckpointError, match=r"(?s)train\.epochs: 1 -> 2.*--overwrite"):
+    train.train_and_evaluate(config.replace(epochs=2), tmp_path, mrpc_dir, progress=False)
+  train.train_and_evaluate(config, tmp_path / "finished", mrpc_dir, progress=False)
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    train.train_and_evaluate(config, tmp_path / "finished", mrpc_dir, progress=False)
+
+
+def _small_state(value):
+  config = get_preset("tiny")
+  _, params = nnx.split(PairClassifier(config.model, rngs=nnx.Rngs(0)))
+  tx = make_optimizer(config.train, 10)
+  state = TrainState.create(params, tx)
+  return state.replace(step=state.step + value)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
+  checkpointer = Checkpointer(tmp_path, keep_last=3)
+  for step in (1, 2):
+    checkpointer.save(_small_state(step), {"position": step})
+  checkpointer.close()
+  for f in (tmp_path / "2" / "state").rglob("*"):
+    if f.is_file():
+      f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+  checkpointer = Checkpointer(tmp_path, keep_last=3)
+  restored = checkpointer.restore_latest(_small_state(0))
+  checkpointer.close()
+  assert restored.step == 1 and restored.meta == {"position": 1}
+  assert "checkpoint 2" in capsys.readouterr().err
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]  # nothing deleted
+
+
+def test_a_non_finite_loss_stops_with_a_message(mrpc_dir, tmp_path):
+  config = get_preset("tiny").replace(epochs=1, learning_rate=1e30, clip_norm=None,
+                                      warmup_fraction=0.0, schedule="constant")
+  with pytest.raises(train.NonFiniteLoss, match="--learning-rate"):
+    train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
+  assert not (tmp_path / "results.json").exists()
