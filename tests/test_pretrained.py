@@ -93,3 +93,38 @@ def test_incomplete_or_wrong_checkpoints_list_the_weights(random_bert):
 def test_a_folder_without_config_is_refused(tmp_path):
   with pytest.raises(pretrained.PretrainedError, match="config.json"):
     pretrained.load_pretrained(str(tmp_path), max_length=16)
+
+
+def test_finetune_cli_from_a_checkpoint_folder_then_predict(random_bert, mrpc_dir, tmp_path):
+  import json
+  import os
+  import subprocess
+  import sys
+
+  root = Path(__file__).resolve().parents[1]
+  env = {**os.environ, "PYTHONPATH": str(root), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
+  workdir = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "-m", "flax_mrpc.train", "--preset", "finetune", "--pretrained",
+       str(random_bert), "--epochs", "1", "--set", "max_length=32", "--set", "dropout=0.0",
+       "--workdir", str(workdir), "--no-progress"],
+      env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  config = json.loads((workdir / "results.json").read_text())["config"]
+  assert config["model"]["d_model"] == 32 and config["model"]["max_positions"] == 64
+  assert config["model"]["max_length"] == 32 and config["model"]["dropout"] == 0.0
+  assert config["train"]["tokenizer"] == str(random_bert)
+  proc = subprocess.run(
+      [sys.executable, "-m", "flax_mrpc.predict", "--workdir", str(workdir), "--pair",
+       "the cat sat", "a cat was on the mat"], env=env, capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  probability, prediction, *_ = proc.stdout.split("\t")
+  assert 0.0 < float(probability) < 1.0 and prediction in ("0", "1")
+
+
+def test_finetune_preset_without_a_checkpoint_is_refused():
+  from flax_mrpc import train
+
+  with pytest.raises(ValueError, match="--pretrained"):
+    train.config_from_args(train.parse_args(["--preset", "finetune", "--workdir", "w"]))
