@@ -25,7 +25,6 @@ TEST_FILE = "msr_paraphrase_test.txt"
 DEV_IDS_FILE = "mrpc_dev_ids.tsv"
 HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
 GLUE_TEST_HEADER = ("index", "#1 ID", "#2 ID", "#1 String", "#2 String")
-SPLITS = ("train", "validation", "test")
 UNLABELLED = -1
 
 
