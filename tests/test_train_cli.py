@@ -50,30 +50,29 @@ def test_tiny_preset_writes_results_metrics_and_predictions(tiny_run):
   assert (workdir / "tokenizer" / "vocab.txt").is_file()
 
 
-def test_an_existing_run_is_not_overwritten(tiny_run, mrpc_dir):
+def test_an_existing_run_is_not_overwritten(tiny_run, mrpc_dir, capsys):
   workdir, _ = tiny_run
   before = (workdir / "results.json").read_text()
-  proc = _cli("--preset", "tiny", "--workdir", str(workdir), data_dir=mrpc_dir)
-  assert proc.returncode == 2
-  assert "--overwrite" in proc.stderr
+  code = train.main(["--preset", "tiny", "--workdir", str(workdir), "--data-dir", str(mrpc_dir)])
+  assert code == 2
+  assert "--overwrite" in capsys.readouterr().err
   assert (workdir / "results.json").read_text() == before
 
 
-def test_bad_flags_get_one_clear_error(mrpc_dir, tmp_path):
-  proc = _cli("--preset", "tiny", "--workdir", str(tmp_path), "--set", "d_modle=3",
-              data_dir=mrpc_dir)
-  assert proc.returncode == 2 and "NAME=VALUE" in proc.stderr
-  assert "Traceback" not in proc.stderr
-  proc = _cli("--preset", "nope", "--workdir", str(tmp_path), data_dir=mrpc_dir)
-  assert proc.returncode == 2 and "invalid choice" in proc.stderr
+def test_bad_flags_get_one_clear_error(mrpc_dir, tmp_path, capsys):
+  code = train.main(["--preset", "tiny", "--workdir", str(tmp_path), "--set", "d_modle=3",
+                     "--data-dir", str(mrpc_dir)])
+  assert code == 2 and "NAME=VALUE" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    train.main(["--preset", "nope", "--workdir", str(tmp_path)])
+  assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
-def test_missing_data_dir_is_one_clear_error(tmp_path):
-  proc = _cli("--preset", "tiny", "--workdir", str(tmp_path / "w"), "--data-dir",
-              str(tmp_path / "missing"), data_dir=tmp_path)
-  assert proc.returncode == 2
-  assert "error:" in proc.stderr and "--data-dir" in proc.stderr
-  assert "Traceback" not in proc.stderr
+def test_missing_data_dir_is_one_clear_error(tmp_path, capsys):
+  code = train.main(["--preset", "tiny", "--workdir", str(tmp_path / "w"), "--data-dir",
+                     str(tmp_path / "missing")])
+  err = capsys.readouterr().err
+  assert code == 2 and err.startswith("error:") and "--data-dir" in err
 
 
 def test_same_seed_same_results(mrpc_dir, tmp_path):
