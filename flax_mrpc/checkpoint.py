@@ -16,6 +16,7 @@ is tried; nothing is deleted.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from pathlib import Path
@@ -73,6 +74,8 @@ class Checkpointer:
     step = int(state.step)
     if step in self.manager.all_steps():
       return
+    # The save finishes in the background: snapshot `meta`, which the caller goes on changing.
+    meta = copy.deepcopy(meta)
     self.manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),

@@ -210,6 +210,11 @@ def train_and_evaluate(
             + "\n  ".join(differences)
             + "\nPass --overwrite to start afresh, or choose another --workdir.")
       state, loop = restored.state, restored.meta
+      position = (loop["epoch"] - 1) * steps_per_epoch + loop["batch"]
+      if position != restored.step:
+        raise CheckpointError(
+            f"checkpoint {restored.step} in {workdir} records loop position {position}; it is "
+            "inconsistent. Pass --overwrite to start afresh.")
       _log(f"resuming from the checkpoint at step {restored.step} "
            f"(epoch {loop['epoch']}, batch {loop['batch']})")
     with open(workdir / "metrics.jsonl", "w") as f:
@@ -253,7 +258,7 @@ def train_and_evaluate(
             predict_probabilities(eval_fn, state.params, encoded["validation"], tc.batch_size),
             encoded["validation"],
         )
-        record = {"epoch": epoch, "step": epoch * steps_per_epoch, "train_loss": train_loss,
+        record = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
                   "validation": validation, "epoch_time_s": time.time() - epoch_start}
         score = mrpc_score(validation)
         if loop["best"] is None or score > loop["best"]["score"]:

@@ -187,3 +187,13 @@ def test_a_non_finite_loss_stops_with_a_message(mrpc_dir, tmp_path):
   with pytest.raises(train.NonFiniteLoss, match="--learning-rate"):
     train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
   assert not (tmp_path / "results.json").exists()
+
+
+def test_saved_meta_is_a_snapshot(tmp_path):
+  checkpointer = Checkpointer(tmp_path)
+  meta = {"batch": 1}
+  checkpointer.save(_small_state(1), meta)
+  meta["batch"] = 2  # the loop goes on while the save runs in the background
+  checkpointer.wait()
+  assert checkpointer.restore(1, _small_state(0)).meta == {"batch": 1}
+  checkpointer.close()
