@@ -103,7 +103,11 @@ class Checkpointer:
     return None
 
   def restore_latest(self, template: TrainState) -> Restored | None:
-    """The newest checkpoint that restores; a damaged one is reported and skipped."""
+    """The newest checkpoint that restores; a damaged one is reported and skipped,
+    and so is an incomplete one (a save cut short leaves orbax's temporary folder)."""
+    for unfinished in sorted(Path(self.manager.directory).glob("*.orbax-checkpoint-tmp*")):
+      print(f"warning: {unfinished} is an incomplete checkpoint (its save was cut short); "
+            "it is ignored", file=sys.stderr)
     for step in reversed(self.steps()):
       try:
         return self.restore(step, template)

@@ -173,12 +173,15 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys
   for f in (tmp_path / "2" / "state").rglob("*"):
     if f.is_file():
       f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+  (tmp_path / "3.orbax-checkpoint-tmp-1234" / "state").mkdir(parents=True)  # a cut-short save
   checkpointer = Checkpointer(tmp_path, keep_last=3)
   restored = checkpointer.restore_latest(_small_state(0))
   checkpointer.close()
   assert restored.step == 1 and restored.meta == {"position": 1}
-  assert "checkpoint 2" in capsys.readouterr().err
-  assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]  # nothing deleted
+  err = capsys.readouterr().err
+  assert "checkpoint 2" in err and "3.orbax-checkpoint-tmp-1234 is an incomplete checkpoint" in err
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+      "1", "2", "3.orbax-checkpoint-tmp-1234"]  # nothing deleted
 
 
 def test_a_non_finite_loss_stops_with_a_message(mrpc_dir, tmp_path):
