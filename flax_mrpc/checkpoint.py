@@ -98,9 +98,11 @@ class Checkpointer:
 
   def latest_meta(self) -> dict[str, Any] | None:
     """The meta item of the newest checkpoint (None when there is none)."""
-    for step in reversed(self.steps()):
-      return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-    return None
+    steps = self.steps()
+    if not steps:
+      return None
+    return self.manager.restore(
+        steps[-1], args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
   def restore_latest(self, template: TrainState) -> Restored | None:
     """The newest checkpoint that restores; a damaged one is reported and skipped,

@@ -27,6 +27,8 @@ import signal
 import sys
 import threading
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -307,28 +309,42 @@ def train_and_evaluate(
   return results
 
 
+def _field_types() -> dict[str, Any]:
+  """{field name: annotated type} of ModelConfig and TrainConfig."""
+  return {**typing.get_type_hints(ModelConfig), **typing.get_type_hints(TrainConfig)}
+
+
+def _convert(item: str, name: str, raw: str, hint: Any) -> Any:
+  """`raw` as a value of the annotated type `hint` (bool, int, float, str, a
+  Literal of strings, or any of these `| None`)."""
+  options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union,
+                                                                   types.UnionType) else (hint,)
+  if raw.lower() == "none":
+    if type(None) in options:
+      return None
+    raise ValueError(f"--set {item!r}: {name} cannot be none.")
+  kind = next(t for t in options if t is not type(None))
+  if kind is bool:
+    if raw.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"--set {item!r}: {name} takes true or false.")
+    return raw.lower() in ("true", "1")
+  if kind in (int, float):
+    try:
+      return kind(raw)
+    except ValueError:
+      raise ValueError(f"--set {item!r}: {name} takes a number ({kind.__name__}).") from None
+  return raw
+
+
 def _parse_set(assignments: Sequence[str]) -> dict[str, Any]:
-  """Parses `--set name=value` pairs, converting each value to its field's type."""
-  fields = {f.name: f for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
+  """Parses `--set name=value` pairs, converting each value to its field's annotated type."""
+  hints = _field_types()
   changes = {}
   for item in assignments:
     name, sep, raw = item.partition("=")
-    if not sep or name not in fields:
-      raise ValueError(f"--set {item!r}: expected NAME=VALUE with NAME one of {sorted(fields)}.")
-    default = fields[name].default
-    if raw.lower() == "none":
-      value = None
-    elif isinstance(default, bool):
-      if raw.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(f"--set {item!r}: {name} takes true or false.")
-      value = raw.lower() in ("true", "1")
-    elif isinstance(default, int):
-      value = int(raw)
-    elif isinstance(default, float) or name == "pos_weight":
-      value = float(raw)
-    else:
-      value = raw
-    changes[name] = value
+    if not sep or name not in hints:
+      raise ValueError(f"--set {item!r}: expected NAME=VALUE with NAME one of {sorted(hints)}.")
+    changes[name] = _convert(item, name, raw, hints[name])
   return changes
 
 

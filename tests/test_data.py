@@ -49,31 +49,18 @@ def test_missing_folder_is_refused(tmp_path):
     data.load_splits(tmp_path / "nowhere")
 
 
-def test_wrong_header(mrpc_dir, tmp_path):
+@pytest.mark.parametrize("file, line, content, message", [
+    (data.TRAIN_FILE, 1, "label\tid1\tid2\ts1\ts2",
+     r"msr_paraphrase_train\.txt:1: expected the header"),
+    (data.TEST_FILE, 7, "1\t123\t456\tonly one sentence",
+     r"msr_paraphrase_test\.txt:7: expected 5 .* found 4"),
+    (data.TRAIN_FILE, 3, "2\t1\t2\ta\tb", r"msr_paraphrase_train\.txt:3: label must be 0 or 1"),
+    (data.DEV_IDS_FILE, 5, "999999\t888888", r"mrpc_dev_ids\.tsv:5: dev id pair .* is absent"),
+], ids=["wrong header", "wrong number of fields", "label other than 0/1", "dev id absent"])
+def test_malformed_file_names_the_file_and_line(mrpc_dir, tmp_path, file, line, content, message):
   d = _copy(mrpc_dir, tmp_path)
-  _edit_line(d / data.TRAIN_FILE, 1, "label\tid1\tid2\ts1\ts2")
-  with pytest.raises(data.DataError, match=r"msr_paraphrase_train\.txt:1: expected the header"):
-    data.load_splits(d)
-
-
-def test_row_with_wrong_number_of_fields(mrpc_dir, tmp_path):
-  d = _copy(mrpc_dir, tmp_path)
-  _edit_line(d / data.TEST_FILE, 7, "1\t123\t456\tonly one sentence")
-  with pytest.raises(data.DataError, match=r"msr_paraphrase_test\.txt:7: expected 5 .* found 4"):
-    data.load_splits(d)
-
-
-def test_label_other_than_0_or_1(mrpc_dir, tmp_path):
-  d = _copy(mrpc_dir, tmp_path)
-  _edit_line(d / data.TRAIN_FILE, 3, "2\t1\t2\ta\tb")
-  with pytest.raises(data.DataError, match=r"msr_paraphrase_train\.txt:3: label must be 0 or 1"):
-    data.load_splits(d)
-
-
-def test_dev_id_absent_from_train_file(mrpc_dir, tmp_path):
-  d = _copy(mrpc_dir, tmp_path)
-  _edit_line(d / data.DEV_IDS_FILE, 5, "999999\t888888")
-  with pytest.raises(data.DataError, match=r"mrpc_dev_ids\.tsv:5: dev id pair .* is absent"):
+  _edit_line(d / file, line, content)
+  with pytest.raises(data.DataError, match=message):
     data.load_splits(d)
 
 

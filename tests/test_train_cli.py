@@ -90,6 +90,15 @@ def test_set_parses_types():
   config = train.config_from_args(args)
   assert config.model.d_model == 64 and config.train.pos_weight is None
   assert config.train.swap_augment is True and config.train.learning_rate == 3e-4
+  args = train.parse_args(["--workdir", "w", "--set", "patience=4", "--set", "clip_norm=none",
+                           "--set", "max_positions=128", "--set", "activation=relu"])
+  config = train.config_from_args(args)
+  assert config.train.patience == 4 and config.train.clip_norm is None
+  assert config.model.max_positions == 128 and config.model.activation == "relu"
+  with pytest.raises(ValueError, match="takes a number"):
+    train.config_from_args(train.parse_args(["--workdir", "w", "--set", "epochs=many"]))
+  with pytest.raises(ValueError, match="cannot be none"):
+    train.config_from_args(train.parse_args(["--workdir", "w", "--set", "epochs=none"]))
 
 
 def test_patience_stops_when_validation_stops_improving(mrpc_dir, tmp_path):
