@@ -1,8 +1,15 @@
-"""Fixed-size batches of token arrays, padded so that no example is dropped.
+"""Batches of token arrays, padded so that no example is dropped.
 
-Every batch has exactly `batch_size` rows, so a jitted step compiles once; the
-last short batch is filled with copies of row 0 whose `weights` entry is 0, and
-losses and metrics weight each row by `weights` (1 real, 0 padding).
+Every batch has exactly `batch_size` rows: the last short batch is filled with
+copies of its first row whose `weights` entry is 0, and losses and metrics
+weight each row by `weights` (1 real, 0 padding).
+
+Sequence length: by default every batch keeps the arrays' full `max_length`,
+so a jitted step compiles once. With `pad_multiple`, a batch is cut to its
+longest pair rounded up to a multiple of `pad_multiple` (dynamic padding), so
+the step compiles once per distinct length (at most max_length / pad_multiple
+shapes) and short pairs cost less. `length_grouped_order` makes batches of
+pairs of similar length, which is where dynamic padding saves the most.
 """
 
 from __future__ import annotations
@@ -10,6 +17,11 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+
+# Batches per group in `length_grouped_order` (as in Hugging Face's
+# LengthGroupedSampler): large enough to find pairs of similar length, small
+# enough that every part of the epoch still mixes lengths.
+GROUP_BATCHES = 50
 
 
 def num_batches(num_examples: int, batch_size: int) -> int:
@@ -22,24 +34,47 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
+def length_grouped_order(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+  """`epoch_order`, then each run of GROUP_BATCHES * batch_size examples
+  sorted by length, longest first, so consecutive batches hold pairs of
+  similar length. `lengths` [n] is the number of real tokens per pair."""
+  order = epoch_order(len(lengths), seed, epoch)
+  group = GROUP_BATCHES * batch_size
+  return np.concatenate([
+      chunk[np.argsort(-lengths[chunk], kind="stable")]
+      for chunk in np.split(order, range(group, len(order), group))
+  ])
+
+
 def batches(
-    features: dict[str, np.ndarray], batch_size: int, order: np.ndarray | None = None
+    features: dict[str, np.ndarray],
+    batch_size: int,
+    order: np.ndarray | None = None,
+    pad_multiple: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields dicts of [batch_size, ...] arrays plus `weights` [batch_size] float32.
 
   Args:
-    features: arrays with the same first dimension n.
+    features: arrays with the same first dimension n; [n, seq] token arrays
+      include `attention_mask` (1 on real tokens, which come first).
     batch_size: rows per batch.
     order: the row order (a permutation of range(n)); file order when None.
+    pad_multiple: cut [n, seq] arrays to the batch's longest pair rounded up
+      to this multiple; None keeps the full seq.
   """
   n = len(next(iter(features.values())))
   order = np.arange(n) if order is None else order
+  lengths = features["attention_mask"].sum(axis=1) if pad_multiple else None
   for start in range(0, n, batch_size):
     rows = order[start:start + batch_size]
     weights = np.ones(batch_size, np.float32)
     if len(rows) < batch_size:
       weights[len(rows):] = 0.0
-      rows = np.concatenate([rows, np.full(batch_size - len(rows), order[0])])
+      rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
     batch = {name: array[rows] for name, array in features.items()}
+    if pad_multiple:
+      seq = -(-int(lengths[rows].max()) // pad_multiple) * pad_multiple
+      batch = {name: array[:, :seq] if array.ndim == 2 else array
+               for name, array in batch.items()}
     batch["weights"] = weights
     yield batch

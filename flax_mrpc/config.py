@@ -72,6 +72,10 @@ class TrainConfig:
   patience: int | None = None  # stop after this many epochs without a better validation score
   pos_weight: float | None = None  # BCE weight of the positive class; None = unweighted
   swap_augment: bool = False  # also train on (sentence2, sentence1)
+  # Dynamic padding: cut each batch to its longest pair rounded up to this
+  # multiple (one compiled step per length); None pads to model.max_length.
+  pad_multiple: int | None = None
+  group_by_length: bool = False  # batches of pairs of similar length (see batching)
   # "train": a WordPiece vocabulary of at most model.vocab_size learned on the
   # train split; otherwise a folder with vocab.txt/tokenizer.json or a hub name.
   tokenizer: str = "train"
@@ -92,12 +96,19 @@ class TrainConfig:
       raise ValueError(f"patience must be at least 1 (or None), got {self.patience}.")
     if not 0.0 <= self.warmup_fraction < 1.0:
       raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
+    if self.pad_multiple is not None and self.pad_multiple < 1:
+      raise ValueError(f"pad_multiple must be at least 1 (or None), got {self.pad_multiple}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
   model: ModelConfig = ModelConfig()
   train: TrainConfig = TrainConfig()
+
+  def __post_init__(self):
+    if self.model.seed_quirks and self.train.pad_multiple:
+      raise ValueError("seed_quirks attends to padding, so its output depends on the padded "
+                       "length: leave pad_multiple unset with seed_quirks.")
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -173,11 +184,13 @@ def _default() -> Config:
 def _finetune() -> Config:
   """Fine-tuning a pretrained BERT-family checkpoint (with --pretrained): the
   usual recipe, lr 5e-5, batch 32, 128 tokens, 3 epochs, 10% warmup, linear
-  decay. The model fields come from the checkpoint."""
+  decay, with batches of similar length cut to their longest pair (MRPC pairs
+  average 53 tokens). The model fields come from the checkpoint."""
   return Config(
       model=ModelConfig(max_length=128, max_positions=512, pooler=True, activation="gelu"),
       train=TrainConfig(epochs=3, batch_size=32, learning_rate=5e-5, weight_decay=0.01,
-                        schedule="linear", warmup_fraction=0.1),
+                        schedule="linear", warmup_fraction=0.1, pad_multiple=16,
+                        group_by_length=True),
   )
 
 

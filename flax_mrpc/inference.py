@@ -20,13 +20,20 @@ from flax_mrpc.optim import make_optimizer
 
 
 def predict_probabilities(
-    eval_fn, params: nnx.State, split: tokenization.EncodedSplit, batch_size: int
+    eval_fn, params: nnx.State, split: tokenization.EncodedSplit, batch_size: int,
+    pad_multiple: int | None = None,
 ) -> np.ndarray:
   """[n] paraphrase probabilities of an encoded split, in its order, with a
-  jitted `steps.eval_step`."""
-  out = [np.asarray(eval_fn(params, batch))
-         for batch in batching.batches(split.features(), batch_size)]
-  return np.concatenate(out)[: len(split)]
+  jitted `steps.eval_step`. With `pad_multiple`, pairs are batched shortest
+  first and each batch is cut to its longest pair (see `batching.batches`)."""
+  features = split.features()
+  order = np.argsort(features["attention_mask"].sum(axis=1), kind="stable") if pad_multiple \
+      else np.arange(len(split))
+  out = np.concatenate([np.asarray(eval_fn(params, batch)) for batch in
+                        batching.batches(features, batch_size, order, pad_multiple)])
+  probabilities = np.empty(len(split), np.float32)
+  probabilities[order] = out[: len(split)]
+  return probabilities
 
 
 @dataclasses.dataclass
@@ -43,7 +50,8 @@ class TrainedModel:
   def probabilities(self, examples: Sequence[Example], batch_size: int = 64) -> np.ndarray:
     """[n] paraphrase probabilities of the examples, in order."""
     encoded = tokenization.encode_pairs(self.tokenizer, examples, self.config.model.max_length)
-    return predict_probabilities(self._eval, self.params, encoded, batch_size)
+    return predict_probabilities(self._eval, self.params, encoded, batch_size,
+                                 self.config.train.pad_multiple)
 
 
 def load_trained(workdir: str | Path) -> TrainedModel:

@@ -205,7 +205,8 @@ def train_and_evaluate(
     restored = checkpointer.restore_latest(state)
     loop = _new_loop(config)
     if restored is not None:
-      differences = config_differences(restored.meta["config"], config.to_dict())
+      saved = Config.from_dict(restored.meta["config"]).to_dict()  # new fields at defaults
+      differences = config_differences(saved, config.to_dict())
       if differences:
         raise CheckpointError(
             f"{workdir} holds checkpoints of another configuration:\n  "
@@ -230,9 +231,14 @@ def train_and_evaluate(
           _log(f"early stop: no better validation score for {tc.patience} epochs")
           break
         epoch_start = time.time()
-        order = batching.epoch_order(num_train, tc.seed, epoch)
+        if tc.group_by_length:
+          order = batching.length_grouped_order(
+              train_features["attention_mask"].sum(axis=1), tc.batch_size, tc.seed, epoch)
+        else:
+          order = batching.epoch_order(num_train, tc.seed, epoch)
         remaining = itertools.islice(
-            batching.batches(train_features, tc.batch_size, order), loop["batch"], None)
+            batching.batches(train_features, tc.batch_size, order, tc.pad_multiple),
+            loop["batch"], None)
         loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
         bar = tqdm(remaining, total=steps_per_epoch, initial=loop["batch"],
                    desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
@@ -257,7 +263,8 @@ def train_and_evaluate(
         train_loss = float(loss_sum / count)
         _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
         validation = evaluate(
-            predict_probabilities(eval_fn, state.params, encoded["validation"], tc.batch_size),
+            predict_probabilities(eval_fn, state.params, encoded["validation"], tc.batch_size,
+                                  tc.pad_multiple),
             encoded["validation"],
         )
         record = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
@@ -284,7 +291,8 @@ def train_and_evaluate(
     checkpointer.close()
     tensorboard.close()
 
-  test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"], tc.batch_size)
+  test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"], tc.batch_size,
+                                             tc.pad_multiple)
   write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
   test_labelled = bool(np.all(encoded["test"].labels >= 0))
   results = {

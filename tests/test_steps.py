@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_mrpc import batching, steps
+from flax_mrpc import batching, steps, tokenization
 from flax_mrpc.config import ModelConfig, TrainConfig
+from flax_mrpc.inference import predict_probabilities
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
 
@@ -104,3 +105,53 @@ def test_weight_decay_skips_biases_and_norms():
     decayed[jax.tree_util.keystr(path)] = bool(np.any(np.asarray(u) != 0))
   wrong = [k for k, v in decayed.items() if v != ("['kernel']" in k or "['embedding']" in k)]
   assert decayed and not wrong
+
+
+def _varied_lengths(n, seed=0):
+  """`_features` with real lengths 2..12 (so [n, 12] arrays end in padding)."""
+  feats = _features(n, seed)
+  lengths = np.random.default_rng(seed + 1).integers(2, 13, n)
+  mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int32)
+  return {**feats, "input_ids": feats["input_ids"] * mask, "attention_mask": mask}, lengths
+
+
+def test_dynamic_padding_cuts_each_batch_to_its_longest_pair():
+  feats, lengths = _varied_lengths(37)
+  order = batching.epoch_order(37, 0, 1)
+  seen = []
+  for start, batch in zip(range(0, 37, 8), batching.batches(feats, 8, order, pad_multiple=4)):
+    rows = order[start:start + 8]
+    seq = batch["input_ids"].shape[1]
+    assert seq % 4 == 0 and lengths[rows].max() <= seq < lengths[rows].max() + 4
+    assert batch["token_type_ids"].shape == batch["attention_mask"].shape == (8, seq)
+    assert batch["labels"].shape == (8,)
+    np.testing.assert_array_equal(batch["input_ids"][: len(rows)], feats["input_ids"][rows, :seq])
+    seen += list(rows[batch["weights"][: len(rows)] == 1])
+  assert sorted(seen) == list(range(37))
+
+
+def test_length_grouped_order_sorts_within_groups_only():
+  lengths = np.random.default_rng(0).integers(1, 100, 1000)
+  order = batching.length_grouped_order(lengths, 4, seed=0, epoch=1)
+  assert sorted(order) == list(range(1000))
+  group = batching.GROUP_BATCHES * 4
+  for start in range(0, 1000, group):
+    chunk = lengths[order[start:start + group]]
+    assert (np.diff(chunk) <= 0).all()
+  assert not (np.diff(lengths[order]) <= 0).all()  # groups are not one global sort
+  np.testing.assert_array_equal(order, batching.length_grouped_order(lengths, 4, seed=0, epoch=1))
+  assert not np.array_equal(order, batching.length_grouped_order(lengths, 4, seed=0, epoch=2))
+
+
+def test_dynamic_padding_gives_the_same_predictions_in_file_order():
+  graphdef, state, _ = _setup()
+  feats, _ = _varied_lengths(21)
+  split = tokenization.EncodedSplit(
+      input_ids=feats["input_ids"], token_type_ids=feats["token_type_ids"],
+      attention_mask=feats["attention_mask"], match_ids=np.zeros_like(feats["input_ids"]),
+      labels=feats["labels"], idx=np.arange(21), num_truncated=0)
+  eval_fn = jax.jit(functools.partial(steps.eval_step, graphdef=graphdef))
+  full = predict_probabilities(eval_fn, state.params, split, 8)
+  dynamic = predict_probabilities(eval_fn, state.params, split, 8, pad_multiple=2)
+  assert len(set(np.round(full, 4))) > 10  # the pairs get distinct scores
+  np.testing.assert_allclose(dynamic, full, atol=1e-6)

@@ -66,6 +66,9 @@ def test_bad_flags_get_one_clear_error(mrpc_dir, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
     train.main(["--preset", "nope", "--workdir", str(tmp_path)])
   assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+  code = train.main(["--preset", "seed", "--workdir", str(tmp_path), "--set", "pad_multiple=8",
+                     "--data-dir", str(mrpc_dir)])
+  assert code == 2 and "leave pad_multiple unset with seed_quirks" in capsys.readouterr().err
 
 
 def test_missing_data_dir_is_one_clear_error(tmp_path, capsys):
