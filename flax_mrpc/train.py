@@ -38,7 +38,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from flax_mrpc import batching, data, pretrained, steps, tokenization
+from flax_mrpc import batching, data, data_sources, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import PRESETS, Config, ModelConfig, TrainConfig, get_preset
 from flax_mrpc.inference import predict_probabilities
@@ -158,9 +158,11 @@ def train_and_evaluate(
     progress: bool = True,
     checkpoint_every_steps: int | None = None,
     keep_checkpoints: int = 2,
+    data_source: str = "local",
 ) -> dict[str, Any]:
   """Runs one training job in `workdir`, resuming from its latest checkpoint
-  if there is one, and returns the contents of `results.json`.
+  if there is one, and returns the contents of `results.json`. The MRPC
+  splits come from `data_sources.load(data_source, data_dir)`.
 
   Raises `Preempted` after saving a checkpoint when SIGTERM/SIGINT arrives.
   """
@@ -169,7 +171,7 @@ def train_and_evaluate(
   prepare_workdir(workdir, overwrite)
   tc, mc = config.train, config.model
 
-  splits = data.load_splits(data.find_data_dir(data_dir))
+  splits = data_sources.load(data_source, data_dir)
   tokenizer = build_tokenizer(config, splits, workdir)
   encoded = {name: tokenization.encode_pairs(tokenizer, examples, mc.max_length)
              for name, examples in splits.items()}
@@ -310,7 +312,8 @@ def train_and_evaluate(
   }
   (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   if results["test"] is None:
-    _log("the test split has no labels: test metrics skipped, predictions written")
+    _log(f"the test split of --data-source {data_source} has no labels: validation metrics "
+         "only; test predictions written (--data-source local has test labels)")
   else:
     _log(f"best epoch {best['epoch']}; test accuracy {results['test']['accuracy']:.4f} "
          f"F1 {results['test']['f1']:.4f}; {results['wall_time_s']:.0f} s")
@@ -367,6 +370,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--data-dir", default=None,
                       help="folder with the MRPC files (default: $FLAX_MRPC_DATA_DIR, "
                            "else download into the user cache)")
+  parser.add_argument("--data-source", default="local", choices=data_sources.SOURCES,
+                      help="reader of the MRPC files: this project's (local), "
+                           "tensorflow-datasets (tfds) or Hugging Face datasets (hf); "
+                           "see flax_mrpc.data_sources (default: %(default)s)")
   parser.add_argument("--seed", type=int, help="random seed (init, dropout, shuffling)")
   parser.add_argument("--epochs", type=int)
   parser.add_argument("--batch-size", type=int)
@@ -411,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep_checkpoints < 1 or (args.checkpoint_every_steps or 1) < 1:
       raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
     train_and_evaluate(config, args.workdir, args.data_dir, args.overwrite,
-                       progress=not args.no_progress,
+                       progress=not args.no_progress, data_source=args.data_source,
                        checkpoint_every_steps=args.checkpoint_every_steps,
                        keep_checkpoints=args.keep_checkpoints)
   except Preempted as e:
