@@ -23,3 +23,21 @@ def splits(mrpc_dir):
   from flax_mrpc import data
 
   return data.load_splits(mrpc_dir)
+
+
+@pytest.fixture
+def random_bert(tmp_path) -> Path:
+  """A folder with a small randomly initialised Hugging Face BERT checkpoint
+  (2 layers, 32 wide) and a 120-word vocab.txt; needs torch."""
+  torch = pytest.importorskip("torch", reason="pip install torch==2.13.0")
+  import transformers
+
+  hf_config = transformers.BertConfig(
+      vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+      intermediate_size=64, max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-7)
+  torch.manual_seed(0)
+  transformers.BertModel(hf_config).save_pretrained(str(tmp_path))
+  words = ["the", "cat", "sat", "on", "mat", "a", "was", "shares", "rose", "stock", "yes", "no"]
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+  (tmp_path / "vocab.txt").write_text("\n".join(vocab + [f"w{i}" for i in range(120 - len(vocab))]))
+  return tmp_path

@@ -28,3 +28,16 @@ def test_step_time_benchmark_runs(tmp_path):
        "--preset", "tiny", "--steps", "2"], env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert "ms per step" in proc.stdout and "examples/s" in proc.stdout
+
+
+def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir):
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "finetune_throughput.py"),
+       "--pretrained", str(random_bert), "--steps", "2", "--max-length", "32",
+       "--torch"],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines()[2:]}
+  assert set(rows) == {"flax_mrpc, preset", "flax_mrpc, random order", "PyTorch, random order"}
+  assert all(float(r[2]) > 0 for r in rows.values())  # examples/s

@@ -46,19 +46,6 @@ def test_all_minilm_l6_v2_matches_transformers():
   assert config.activation == "gelu" and config.norm == "post" and config.num_positions == 512
 
 
-@pytest.fixture
-def random_bert(tmp_path):
-  hf_config = transformers.BertConfig(
-      vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-      intermediate_size=64, max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-7)
-  torch.manual_seed(0)
-  transformers.BertModel(hf_config).save_pretrained(str(tmp_path))
-  words = ["the", "cat", "sat", "on", "mat", "a", "was", "shares", "rose", "stock", "yes", "no"]
-  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-  (tmp_path / "vocab.txt").write_text("\n".join(vocab + [f"w{i}" for i in range(120 - len(vocab))]))
-  return tmp_path
-
-
 def test_random_small_bert_matches_transformers(random_bert):
   tokenizer = transformers.BertTokenizer.from_pretrained(str(random_bert))
   config = _compare(random_bert, tokenizer, max_length=32)

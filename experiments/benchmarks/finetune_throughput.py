@@ -1,0 +1,131 @@
+"""How many MRPC training examples per second does fine-tuning reach here,
+against Hugging Face's PyTorch model on the same batches?
+
+Command: PYTHONPATH=. python experiments/benchmarks/finetune_throughput.py \
+             --pretrained PATH [--steps 30] [--torch]
+Machine: any JAX backend; about 5 minutes on a 2-core CPU for all-MiniLM-L6-v2.
+         Batches come from the real MRPC train split (first epoch's order),
+         `--steps` of them spread evenly over the epoch, timed after every
+         batch shape has compiled. Rows:
+           preset        the finetune preset: length-grouped batches, each cut
+                         to its longest pair rounded up to pad_multiple;
+           random order  the same padding with plain shuffled batches, which
+                         is how Hugging Face's Trainer batches by default
+                         (DataCollatorWithPadding: pad to the longest pair);
+           PyTorch       (--torch) transformers' BertForSequenceClassification,
+                         eager, AdamW, on the random-order batches padded to
+                         their longest pair, as the Trainer does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from flax_mrpc import batching, data, pretrained, steps, tokenization
+from flax_mrpc.config import get_preset
+from flax_mrpc.modules import PairClassifier
+from flax_mrpc.optim import make_optimizer
+
+
+def spread(items: list, count: int) -> list:
+  """`count` items evenly spaced over `items`."""
+  return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).astype(int)]
+
+
+def time_jax(config, batch_list) -> tuple[float, float]:
+  """(compile seconds for every shape, seconds per step) of the train step."""
+  mc, tc = config.model, config.train
+  model = PairClassifier(mc, rngs=nnx.Rngs(0))
+  pretrained.load_into(model, mc, pretrained.read_weights(Path(tc.pretrained)), tc.pretrained)
+  graphdef, params = nnx.split(model)
+  tx = make_optimizer(tc, 1000)
+  state = steps.TrainState.create(params, tx)
+  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx,
+                                   pos_weight=tc.pos_weight), donate_argnums=0)
+  rng = jax.random.key(0)
+  start = time.perf_counter()
+  for batch in {b["input_ids"].shape: b for b in batch_list}.values():
+    state, metrics = step(state, batch, rng)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for batch in batch_list:
+    state, metrics = step(state, batch, rng)
+  jax.block_until_ready(metrics)
+  return compile_s, (time.perf_counter() - start) / len(batch_list)
+
+
+def time_torch(checkpoint: str, batch_list) -> float:
+  """Seconds per AdamW step of transformers' PyTorch model, each batch cut
+  to its longest pair."""
+  import torch
+  from transformers import BertForSequenceClassification
+
+  model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=1)
+  optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+
+  def step(batch):
+    seq = int(batch["attention_mask"].sum(axis=1).max())
+    inputs = {k: torch.tensor(batch[k][:, :seq])
+              for k in ("input_ids", "token_type_ids", "attention_mask")}
+    logits = model(**inputs).logits
+    labels = torch.tensor(batch["labels"], dtype=torch.float32)[:, None]
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+  step(batch_list[0])
+  start = time.perf_counter()
+  for batch in batch_list:
+    step(batch)
+  return (time.perf_counter() - start) / len(batch_list)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--pretrained", required=True, help="a BERT checkpoint folder")
+  parser.add_argument("--data-dir", help="MRPC folder (default: $FLAX_MRPC_DATA_DIR)")
+  parser.add_argument("--max-length", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=30)
+  parser.add_argument("--torch", action="store_true", help="also time PyTorch")
+  args = parser.parse_args()
+  config = pretrained.configure(get_preset("finetune").replace(
+      pretrained=args.pretrained, max_length=args.max_length))
+  tc = config.train
+  tokenizer = tokenization.load_tokenizer(args.pretrained)
+  train = data.load_splits(data.find_data_dir(args.data_dir))["train"]
+  features = tokenization.encode_pairs(tokenizer, train, config.model.max_length).features()
+  lengths = features["attention_mask"].sum(axis=1)
+  grouped = batching.length_grouped_order(lengths, tc.batch_size, tc.seed, 1)
+  shuffled = batching.epoch_order(len(lengths), tc.seed, 1)
+  orders = {"preset": grouped, "random order": shuffled}
+  rows = []
+  for name, order in orders.items():
+    batch_list = spread(list(batching.batches(features, tc.batch_size, order, tc.pad_multiple)),
+                        args.steps)
+    compile_s, per_step = time_jax(config, batch_list)
+    mean_seq = np.mean([b["input_ids"].shape[1] for b in batch_list])
+    rows.append((f"flax_mrpc, {name}", mean_seq, per_step, compile_s))
+  if args.torch:
+    batch_list = spread(list(batching.batches(features, tc.batch_size, shuffled)), args.steps)
+    mean_seq = np.mean([b["attention_mask"].sum(axis=1).max() for b in batch_list])
+    rows.append(("PyTorch, random order", mean_seq, time_torch(args.pretrained, batch_list),
+                 None))
+  print(f"{config.model.num_layers} layers x {config.model.d_model}, batch {tc.batch_size}, "
+        f"{len(batch_list)} steps on {jax.devices()[0].device_kind} "
+        f"(pad_multiple {tc.pad_multiple})")
+  print(f"{'':28} {'mean seq':>8} {'s/step':>7} {'ex/s':>6} {'compile s':>9}")
+  for name, mean_seq, per_step, compile_s in rows:
+    compiled = "" if compile_s is None else f"{compile_s:9.1f}"
+    print(f"{name:28} {mean_seq:8.1f} {per_step:7.2f} {tc.batch_size / per_step:6.1f} {compiled}")
+
+
+if __name__ == "__main__":
+  main()
