@@ -1,8 +1,9 @@
 """Batches of token arrays, padded so that no example is dropped.
 
-Every batch has exactly `batch_size` rows: the last short batch is filled with
-copies of its first row whose `weights` entry is 0, and losses and metrics
-weight each row by `weights` (1 real, 0 padding).
+Every batch holds up to `batch_size` examples in exactly `batch_size` rows
+(rounded up to `rows_multiple`, the device count under data parallelism):
+missing rows are copies of its first row whose `weights` entry is 0, and
+losses and metrics weight each row by `weights` (1 real, 0 padding).
 
 Sequence length: by default every batch keeps the arrays' full `max_length`,
 so a jitted step compiles once. With `pad_multiple`, a batch is cut to its
@@ -51,26 +52,30 @@ def batches(
     batch_size: int,
     order: np.ndarray | None = None,
     pad_multiple: int | None = None,
+    rows_multiple: int = 1,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Yields dicts of [batch_size, ...] arrays plus `weights` [batch_size] float32.
+  """Yields dicts of [rows, ...] arrays plus `weights` [rows] float32, where
+  rows = `batch_size` rounded up to a multiple of `rows_multiple`.
 
   Args:
     features: arrays with the same first dimension n; [n, seq] token arrays
       include `attention_mask` (1 on real tokens, which come first).
-    batch_size: rows per batch.
+    batch_size: examples per batch.
     order: the row order (a permutation of range(n)); file order when None.
     pad_multiple: cut [n, seq] arrays to the batch's longest pair rounded up
       to this multiple; None keeps the full seq.
+    rows_multiple: pad every batch with zero-weight rows to a multiple of
+      this (so it splits evenly over that many devices).
   """
   n = len(next(iter(features.values())))
   order = np.arange(n) if order is None else order
   lengths = features["attention_mask"].sum(axis=1) if pad_multiple else None
+  num_rows = -(-batch_size // rows_multiple) * rows_multiple
   for start in range(0, n, batch_size):
     rows = order[start:start + batch_size]
-    weights = np.ones(batch_size, np.float32)
-    if len(rows) < batch_size:
-      weights[len(rows):] = 0.0
-      rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+    weights = np.zeros(num_rows, np.float32)
+    weights[:len(rows)] = 1.0
+    rows = np.concatenate([rows, np.full(num_rows - len(rows), rows[0])])
     batch = {name: array[rows] for name, array in features.items()}
     if pad_multiple:
       seq = -(-int(lengths[rows].max()) // pad_multiple) * pad_multiple

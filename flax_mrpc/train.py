@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import math
@@ -38,7 +37,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from flax_mrpc import batching, data, data_sources, pretrained, steps, tokenization
+from flax_mrpc import batching, data, data_sources, parallel, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import PRESETS, Config, ModelConfig, TrainConfig, get_preset
 from flax_mrpc.inference import predict_probabilities
@@ -159,10 +158,12 @@ def train_and_evaluate(
     checkpoint_every_steps: int | None = None,
     keep_checkpoints: int = 2,
     data_source: str = "local",
+    parallel_mode: str = "auto",
 ) -> dict[str, Any]:
   """Runs one training job in `workdir`, resuming from its latest checkpoint
   if there is one, and returns the contents of `results.json`. The MRPC
-  splits come from `data_sources.load(data_source, data_dir)`.
+  splits come from `data_sources.load(data_source, data_dir)`;
+  `parallel_mode` is one of `parallel.MODES`.
 
   Raises `Preempted` after saving a checkpoint when SIGTERM/SIGINT arrives.
   """
@@ -193,13 +194,12 @@ def train_and_evaluate(
   graphdef, params = nnx.split(model)
   tx = make_optimizer(tc, steps_per_epoch * tc.epochs)
   state = steps.TrainState.create(params, tx)
-  train_fn = jax.jit(
-      functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=tc.pos_weight),
-      donate_argnums=0,
-  )
-  eval_fn = jax.jit(functools.partial(steps.eval_step, graphdef=graphdef))
+  runner = parallel.DataParallel(parallel_mode, graphdef, tx, tc.pos_weight)
+  eval_fn = runner.eval_fn()
+  eval_batch_size = -(-tc.batch_size // runner.rows_multiple) * runner.rows_multiple
   dropout_rng = jax.random.key(tc.seed + 1)
-  _log(f"model: {steps.param_count(params):,} parameters; {steps_per_epoch} steps per epoch")
+  _log(f"model: {steps.param_count(params):,} parameters; {steps_per_epoch} steps per epoch; "
+       f"parallel: {runner.mode} over {runner.num_devices} device(s)")
 
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
   tensorboard = EpochLogger(workdir / "tensorboard")
@@ -222,6 +222,7 @@ def train_and_evaluate(
             "inconsistent. Pass --overwrite to start afresh.")
       _log(f"resuming from the checkpoint at step {restored.step} "
            f"(epoch {loop['epoch']}, batch {loop['batch']})")
+    template, state = state, runner.put_state(state)
     with open(workdir / "metrics.jsonl", "w") as f:
       f.writelines(json.dumps(record) + "\n" for record in loop["history"])
 
@@ -239,13 +240,14 @@ def train_and_evaluate(
         else:
           order = batching.epoch_order(num_train, tc.seed, epoch)
         remaining = itertools.islice(
-            batching.batches(train_features, tc.batch_size, order, tc.pad_multiple),
+            batching.batches(train_features, tc.batch_size, order, tc.pad_multiple,
+                             runner.rows_multiple),
             loop["batch"], None)
         loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
         bar = tqdm(remaining, total=steps_per_epoch, initial=loop["batch"],
                    desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
         for batch in bar:
-          state, step_metrics = train_fn(state, batch, dropout_rng)
+          state, step_metrics = runner.train_step(state, batch, dropout_rng)
           loss_sum += step_metrics["loss_sum"]
           count += step_metrics["count"]
           loop["batch"] += 1
@@ -259,17 +261,18 @@ def train_and_evaluate(
             break  # the epoch-end checkpoint follows
           if save_now or preempted.is_set():
             loop.update(loss_sum=float(loss_sum), count=float(count))
-            checkpointer.save(state, loop)
+            checkpointer.save(runner.host_state(state), loop)
           if preempted.is_set():
             raise _preempted(checkpointer, step, workdir)
         train_loss = float(loss_sum / count)
         _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
+        host_state = runner.host_state(state)
         validation = evaluate(
-            predict_probabilities(eval_fn, state.params, encoded["validation"], tc.batch_size,
-                                  tc.pad_multiple),
+            predict_probabilities(eval_fn, host_state.params, encoded["validation"],
+                                  eval_batch_size, tc.pad_multiple),
             encoded["validation"],
         )
-        record = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
+        record = {"epoch": epoch, "step": int(host_state.step), "train_loss": train_loss,
                   "validation": validation, "epoch_time_s": time.time() - epoch_start}
         score = mrpc_score(validation)
         if loop["best"] is None or score > loop["best"]["score"]:
@@ -277,7 +280,7 @@ def train_and_evaluate(
                           "validation": validation}
         loop.update(epoch=epoch + 1, batch=0, loss_sum=0.0, count=0.0,
                     history=loop["history"] + [record])
-        checkpointer.save(state, loop, score=score)
+        checkpointer.save(host_state, loop, score=score)
         checkpointer.wait()
         with open(workdir / "metrics.jsonl", "a") as f:
           f.write(json.dumps(record) + "\n")
@@ -288,13 +291,13 @@ def train_and_evaluate(
           raise _preempted(checkpointer, record["step"], workdir)
 
     best = loop["best"]
-    best_params = checkpointer.restore(best["step"], state).state.params
+    best_params = checkpointer.restore(best["step"], template).state.params
   finally:
     checkpointer.close()
     tensorboard.close()
 
-  test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"], tc.batch_size,
-                                             tc.pad_multiple)
+  test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"],
+                                             eval_batch_size, tc.pad_multiple)
   write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
   test_labelled = bool(np.all(encoded["test"].labels >= 0))
   results = {
@@ -374,6 +377,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="reader of the MRPC files: this project's (local), "
                            "tensorflow-datasets (tfds) or Hugging Face datasets (hf); "
                            "see flax_mrpc.data_sources (default: %(default)s)")
+  parser.add_argument("--parallel", default="auto", choices=parallel.MODES,
+                      help="data parallelism over the devices: jit over a device mesh "
+                           "(sharding), pmap, or one device (none); auto: sharding when "
+                           "there are several devices (default: %(default)s)")
   parser.add_argument("--seed", type=int, help="random seed (init, dropout, shuffling)")
   parser.add_argument("--epochs", type=int)
   parser.add_argument("--batch-size", type=int)
@@ -419,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
     train_and_evaluate(config, args.workdir, args.data_dir, args.overwrite,
                        progress=not args.no_progress, data_source=args.data_source,
+                       parallel_mode=args.parallel,
                        checkpoint_every_steps=args.checkpoint_every_steps,
                        keep_checkpoints=args.keep_checkpoints)
   except Preempted as e:

@@ -1,0 +1,121 @@
+"""Data-parallel execution of `steps.train_step` and `steps.eval_step`.
+
+Modes (`--parallel`):
+  none      `jax.jit` on one device.
+  sharding  `jax.jit` over a one-axis `Mesh` ("data") of all devices: the
+            batch is split along its rows, parameters and optimizer state are
+            replicated, and XLA sums the gradients across devices.
+  pmap      `jax.pmap` over the local devices: state replicated with a leading
+            device axis, the batch reshaped to [devices, rows / devices, ...],
+            gradients and counts summed with `psum` inside the step.
+  auto      sharding when there is more than one device, else none.
+
+Every mode runs the same pure step on the same global batch; batches are
+padded with zero-weight rows to a multiple of the device count
+(`rows_multiple`), so no example is dropped or counted twice. With dropout
+off the modes give the same parameters (up to float summation order). Dropout
+masks match between none and sharding; under pmap each device folds its index
+into the key, so its masks differ.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+from flax_mrpc import steps
+
+MODES = ("auto", "none", "pmap", "sharding")
+_AXIS = "data"
+
+
+def resolve(mode: str) -> str:
+  """The concrete mode of `mode` (one of MODES) on this host's devices."""
+  if mode not in MODES:
+    raise ValueError(f"unknown parallel mode {mode!r}; choose one of {MODES}.")
+  if mode == "auto":
+    return "sharding" if jax.device_count() > 1 else "none"
+  return mode
+
+
+class DataParallel:
+  """Compiled train and eval steps for one mode, and the moves of state and
+  batches that it needs.
+
+  Args:
+    mode: one of MODES.
+    graphdef, tx, pos_weight: the static arguments of `steps.train_step`.
+  """
+
+  def __init__(self, mode: str, graphdef, tx, pos_weight: float | None):
+    self.mode = resolve(mode)
+    train = functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=pos_weight)
+    evaluate = functools.partial(steps.eval_step, graphdef=graphdef)
+    self._eval = jax.jit(evaluate)
+    if self.mode == "none":
+      self.num_devices = 1
+      self._train = jax.jit(train, donate_argnums=0)
+    elif self.mode == "sharding":
+      self.num_devices = jax.device_count()
+      mesh = jax.make_mesh((self.num_devices,), (_AXIS,), axis_types=(AxisType.Auto,))
+      self._replicated = NamedSharding(mesh, PartitionSpec())
+      self._rows = NamedSharding(mesh, PartitionSpec(_AXIS))
+      self._train = jax.jit(train, in_shardings=(self._replicated, self._rows, self._replicated),
+                            out_shardings=self._replicated, donate_argnums=0)
+      self._eval = jax.jit(evaluate, in_shardings=(self._replicated, self._rows),
+                           out_shardings=self._replicated)
+    else:
+      self.num_devices = jax.local_device_count()
+      self._train = jax.pmap(functools.partial(train, axis_name=_AXIS), axis_name=_AXIS,
+                             in_axes=(0, 0, None), donate_argnums=0)
+
+  @property
+  def rows_multiple(self) -> int:
+    """Batches must have a multiple of this many rows."""
+    return self.num_devices
+
+  def put_state(self, state: steps.TrainState) -> steps.TrainState:
+    """A host (single-device) state laid out for this mode."""
+    if self.mode == "sharding":
+      return jax.device_put(state, self._replicated)
+    if self.mode == "pmap":
+      return jax.tree.map(lambda x: jnp.broadcast_to(x, (self.num_devices, *x.shape)), state)
+    return state
+
+  def host_state(self, state: steps.TrainState) -> steps.TrainState:
+    """The state as one copy (for checkpoints and evaluation)."""
+    if self.mode == "pmap":
+      return jax.tree.map(lambda x: x[0], state)
+    return state
+
+  def _put_batch(self, batch: dict[str, np.ndarray]) -> Any:
+    rows = len(batch["weights"])
+    if rows % self.num_devices:
+      raise ValueError(f"a batch of {rows} rows does not split over {self.num_devices} "
+                       "devices: build batches with rows_multiple=DataParallel.rows_multiple.")
+    if self.mode == "sharding":
+      return jax.device_put(batch, self._rows)
+    if self.mode == "pmap":
+      return {k: v.reshape(self.num_devices, rows // self.num_devices, *v.shape[1:])
+              for k, v in batch.items()}
+    return batch
+
+  def train_step(self, state, batch: dict[str, np.ndarray], rng: jax.Array):
+    """`steps.train_step` on the global `batch`; metrics are global sums."""
+    state, metrics = self._train(state, self._put_batch(batch), rng)
+    if self.mode == "pmap":
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+    return state, metrics
+
+  def eval_fn(self) -> Callable[[Any, dict[str, np.ndarray]], jax.Array]:
+    """`(host params, batch) -> [rows] probabilities`, for
+    `inference.predict_probabilities` (whose batches need `rows_multiple`)."""
+    if self.mode == "sharding":
+      return lambda params, batch: self._eval(jax.device_put(params, self._replicated),
+                                              self._put_batch(batch))
+    return self._eval

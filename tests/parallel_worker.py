@@ -1,0 +1,69 @@
+"""Trains a small model under each parallel mode on 4 fake CPU devices and
+writes the results to the .npz named by argv[1]; run by test_parallel.py in a
+subprocess, because the device count is fixed when jax starts."""
+
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from flax_mrpc import batching, steps, tokenization  # noqa: E402
+from flax_mrpc.config import ModelConfig, TrainConfig  # noqa: E402
+from flax_mrpc.inference import predict_probabilities  # noqa: E402
+from flax_mrpc.modules import PairClassifier  # noqa: E402
+from flax_mrpc.optim import make_optimizer  # noqa: E402
+from flax_mrpc.parallel import DataParallel  # noqa: E402
+
+NUM_EXAMPLES, BATCH_SIZE, EPOCHS = 37, 10, 3  # neither divides the next
+
+
+def split(seed=0) -> tokenization.EncodedSplit:
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(3, 17, NUM_EXAMPLES)
+  mask = (np.arange(16)[None, :] < lengths[:, None]).astype(np.int32)
+  return tokenization.EncodedSplit(
+      input_ids=rng.integers(5, 60, (NUM_EXAMPLES, 16)).astype(np.int32) * mask,
+      token_type_ids=((np.arange(16)[None, :] >= lengths[:, None] // 2) * mask).astype(np.int32),
+      attention_mask=mask, match_ids=np.zeros((NUM_EXAMPLES, 16), np.int32),
+      labels=rng.integers(0, 2, NUM_EXAMPLES).astype(np.int32), idx=np.arange(NUM_EXAMPLES),
+      num_truncated=0)
+
+
+def run(mode: str, dropout: float) -> dict[str, np.ndarray]:
+  config = ModelConfig(vocab_size=60, max_length=16, d_model=16, num_heads=2, d_ff=32,
+                       dropout=dropout, attention_dropout=dropout)
+  graphdef, params = nnx.split(PairClassifier(config, rngs=nnx.Rngs(0)))
+  tx = make_optimizer(TrainConfig(learning_rate=1e-3, warmup_fraction=0.0), 100)
+  runner = DataParallel(mode, graphdef, tx, pos_weight=0.5)
+  state = runner.put_state(steps.TrainState.create(params, tx))
+  data = split()
+  losses, counts = [], []
+  for epoch in range(EPOCHS):
+    order = batching.epoch_order(NUM_EXAMPLES, 0, epoch)
+    for batch in batching.batches(data.features(), BATCH_SIZE, order, pad_multiple=8,
+                                  rows_multiple=runner.rows_multiple):
+      state, metrics = runner.train_step(state, batch, jax.random.key(1))
+      losses.append(float(metrics["loss_sum"]))
+      counts.append(float(metrics["count"]))
+  host = runner.host_state(state)
+  probabilities = predict_probabilities(runner.eval_fn(), host.params, data, 12, pad_multiple=8)
+  leaves = {jax.tree_util.keystr(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(host.params)}
+  return {"losses": np.array(losses), "counts": np.array(counts), "step": int(host.step),
+          "probabilities": probabilities, "labels": data.labels, **{f"param {k}": v for k, v in leaves.items()}}
+
+
+if __name__ == "__main__":
+  assert jax.device_count() == 4
+  results = {}
+  for mode in ("none", "sharding", "pmap"):
+    for key, value in run(mode, 0.0).items():
+      results[f"{mode}/{key}"] = value
+  for mode in ("none", "sharding"):
+    for key, value in run(mode, 0.1).items():
+      results[f"{mode}+dropout/{key}"] = value
+  np.savez(sys.argv[1], **results)

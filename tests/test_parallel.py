@@ -1,0 +1,52 @@
+"""Data parallelism on 4 fake CPU devices equals the single-device run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flax_mrpc import metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  out = tmp_path_factory.mktemp("parallel") / "runs.npz"
+  proc = subprocess.run([sys.executable, str(ROOT / "tests" / "parallel_worker.py"), str(out)],
+                        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  with np.load(out) as f:
+    results = {}
+    for key in f.files:
+      run, name = key.split("/", 1)
+      results.setdefault(run, {})[name] = f[key]
+  return results
+
+
+@pytest.mark.parametrize("mode", ["sharding", "pmap"])
+def test_parameters_and_metrics_equal_one_device(runs, mode):
+  one, many = runs["none"], runs[mode]
+  assert int(many["step"]) == int(one["step"]) == 12  # 4 batches of 10 from 37, 3 epochs
+  np.testing.assert_array_equal(many["counts"], one["counts"])
+  assert list(one["counts"][:4]) == [10, 10, 10, 7]  # every example once per epoch
+  np.testing.assert_allclose(many["losses"], one["losses"], rtol=1e-5)
+  params = [k for k in one if k.startswith("param ")]
+  assert len(params) > 10
+  for key in params:
+    np.testing.assert_allclose(many[key], one[key], atol=1e-5, err_msg=key)
+  assert one["losses"][-4:].sum() < one["losses"][:4].sum()  # it trained
+  np.testing.assert_allclose(many["probabilities"], one["probabilities"], atol=1e-5)
+  scores = [metrics.classification_metrics(run["labels"], run["probabilities"] > 0.5)
+            for run in (one, many)]
+  assert scores[0] == scores[1]
+
+
+def test_sharding_draws_the_same_dropout_masks_as_one_device(runs):
+  one, many = runs["none+dropout"], runs["sharding+dropout"]
+  assert not np.allclose(one["losses"], runs["none"]["losses"])  # dropout was on
+  np.testing.assert_allclose(many["losses"], one["losses"], rtol=1e-5)
