@@ -41,3 +41,15 @@ def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir):
   rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines()[2:]}
   assert set(rows) == {"flax_mrpc, preset", "flax_mrpc, random order", "PyTorch, random order"}
   assert all(float(r[2]) > 0 for r in rows.values())  # examples/s
+
+
+def test_throughput_benchmark_runs():
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "throughput.py"),
+       "--batch-sizes", "2", "--steps", "1", "--torch", "--peak-tflops", "1"],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  rows = [line.split() for line in proc.stdout.splitlines()[2:]]
+  assert [r[3:5] for r in rows] == [["flax_mrpc", "none"], ["PyTorch", "eager"]]
+  assert all(float(r[5]) > 0 and r[-1].endswith("%") for r in rows)  # examples/s and MFU
