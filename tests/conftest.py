@@ -1,7 +1,15 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# One persistent XLA compilation cache for the session, this process and the
+# CLI subprocesses the tests start: the many runs of the tiny preset then
+# compile each computation once (set before jax is imported).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="flax_mrpc_xla_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 _DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc"
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_mrpc import train
+from flax_mrpc import evaluate, predict, train
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError
 from flax_mrpc.config import get_preset
 from flax_mrpc.inference import load_trained
@@ -113,13 +113,11 @@ def test_best_epoch_is_chosen_on_validation_only(reference):
   assert results["validation"] == epochs[results["best_epoch"] - 1]["validation"]
 
 
-def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path):
-  env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
-  proc = subprocess.run([sys.executable, "-m", "flax_mrpc.evaluate", "--workdir",
-                         str(reference), "--split", "test"], env=env, capture_output=True,
-                        text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr
-  metrics = json.loads(proc.stdout)
+def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path, monkeypatch,
+                                                capsys):
+  monkeypatch.setenv("FLAX_MRPC_DATA_DIR", str(mrpc_dir))
+  assert evaluate.main(["--workdir", str(reference), "--split", "test"]) == 0
+  metrics = json.loads(capsys.readouterr().out)
   results = json.loads((reference / "results.json").read_text())
   assert {k: metrics[k] for k in results["test"]} == results["test"]
 
@@ -129,19 +127,15 @@ def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path):
   pairs.write_text("sentence1\tsentence2\n" + "".join(
       f"{e.sentence1}\t{e.sentence2}\n" for e in test))
   out = tmp_path / "scored.tsv"
-  proc = subprocess.run([sys.executable, "-m", "flax_mrpc.predict", "--workdir", str(reference),
-                         "--input", str(pairs), "--output", str(out)], env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr
+  assert predict.main(["--workdir", str(reference), "--input", str(pairs),
+                       "--output", str(out)]) == 0
   scored = [line.split("\t") for line in out.read_text().splitlines()]
   expected = [line.split("\t") for line in
               (reference / "test_predictions.tsv").read_text().splitlines()[1:51]]
   assert [s[:2] for s in scored] == [e[2:0:-1] for e in expected]
 
-  proc = subprocess.run([sys.executable, "-m", "flax_mrpc.predict", "--workdir", str(reference),
-                         "--glue-submission", "--output", str(tmp_path / "MRPC.tsv")], env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr
+  assert predict.main(["--workdir", str(reference), "--glue-submission",
+                       "--output", str(tmp_path / "MRPC.tsv")]) == 0
   lines = (tmp_path / "MRPC.tsv").read_text().splitlines()
   assert lines[0] == "index\tprediction" and len(lines) == 1726
 
@@ -149,12 +143,11 @@ def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path):
 def test_a_mismatched_config_is_refused(mrpc_dir, tmp_path):
   config = get_preset("tiny").replace(epochs=1)
   train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
   (tmp_path / "results.json").unlink()  # as if killed before the end
   with pytest.raises(CheckpointError, match=r"(?s)train\.epochs: 1 -> 2.*--overwrite"):
     train.train_and_evaluate(config.replace(epochs=2), tmp_path, mrpc_dir, progress=False)
-  train.train_and_evaluate(config, tmp_path / "finished", mrpc_dir, progress=False)
-  with pytest.raises(FileExistsError, match="--overwrite"):
-    train.train_and_evaluate(config, tmp_path / "finished", mrpc_dir, progress=False)
 
 
 def _small_state(value):

@@ -21,20 +21,11 @@ def test_search_default_tiny(mrpc_dir, tmp_path):
   assert proc.stdout.splitlines()[0].split()[:2] == ["candidate", "score"]
 
 
-def test_step_time_benchmark_runs(tmp_path):
-  env = {**os.environ, "PYTHONPATH": str(ROOT)}
-  proc = subprocess.run(
-      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "step_time.py"),
-       "--preset", "tiny", "--steps", "2"], env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr
-  assert "ms per step" in proc.stdout and "examples/s" in proc.stdout
-
-
 def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   proc = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "benchmarks" / "finetune_throughput.py"),
-       "--pretrained", str(random_bert), "--steps", "2", "--max-length", "32",
+       "--pretrained", str(random_bert), "--steps", "2", "--max-length", "16",
        "--torch"],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
