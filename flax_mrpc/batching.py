@@ -25,8 +25,13 @@ import numpy as np
 GROUP_BATCHES = 50
 
 
+def round_up(n: int, multiple: int) -> int:
+  """The smallest multiple of `multiple` that is at least `n`."""
+  return -(-n // multiple) * multiple
+
+
 def num_batches(num_examples: int, batch_size: int) -> int:
-  return -(-num_examples // batch_size)
+  return round_up(num_examples, batch_size) // batch_size
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -70,7 +75,7 @@ def batches(
   n = len(next(iter(features.values())))
   order = np.arange(n) if order is None else order
   lengths = features["attention_mask"].sum(axis=1) if pad_multiple else None
-  num_rows = -(-batch_size // rows_multiple) * rows_multiple
+  num_rows = round_up(batch_size, rows_multiple)
   for start in range(0, n, batch_size):
     rows = order[start:start + batch_size]
     weights = np.zeros(num_rows, np.float32)
@@ -78,7 +83,7 @@ def batches(
     rows = np.concatenate([rows, np.full(num_rows - len(rows), rows[0])])
     batch = {name: array[rows] for name, array in features.items()}
     if pad_multiple:
-      seq = -(-int(lengths[rows].max()) // pad_multiple) * pad_multiple
+      seq = round_up(int(lengths[rows].max()), pad_multiple)
       batch = {name: array[:, :seq] if array.ndim == 2 else array
                for name, array in batch.items()}
     batch["weights"] = weights

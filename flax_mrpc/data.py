@@ -25,6 +25,7 @@ TEST_FILE = "msr_paraphrase_test.txt"
 DEV_IDS_FILE = "mrpc_dev_ids.tsv"
 HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
 GLUE_TEST_HEADER = ("index", "#1 ID", "#2 ID", "#1 String", "#2 String")
+SPLITS = ("train", "validation", "test")
 UNLABELLED = -1
 
 
@@ -84,7 +85,8 @@ def _read_table(path: Path, header: tuple[str, ...] = HEADER) -> list[_Row]:
   return rows
 
 
-def _read_dev_ids(path: Path) -> list[tuple[str, str]]:
+def read_dev_ids(path: Path) -> list[tuple[str, str]]:
+  """The (#1 ID, #2 ID) pairs of the validation split, from `mrpc_dev_ids.tsv`."""
   ids = []
   for n, line in enumerate(_read_lines(path), start=1):
     if not line.strip():
@@ -125,7 +127,7 @@ def load_splits(data_dir: str | os.PathLike) -> dict[str, list[Example]]:
     train, validation = _read_table(d / "train.tsv"), _read_table(d / "dev.tsv")
   else:
     rows = _read_table(d / TRAIN_FILE)
-    train, validation = _split_by_dev_ids(rows, _read_dev_ids(d / DEV_IDS_FILE),
+    train, validation = _split_by_dev_ids(rows, read_dev_ids(d / DEV_IDS_FILE),
                                           d / DEV_IDS_FILE, d / TRAIN_FILE)
   if (d / TEST_FILE).is_file() or not (d / "test.tsv").is_file():
     test = _read_table(d / TEST_FILE)
@@ -134,12 +136,18 @@ def load_splits(data_dir: str | os.PathLike) -> dict[str, list[Example]]:
   return {"train": _examples(train), "validation": _examples(validation), "test": _examples(test)}
 
 
-def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-  """The folder to read: `data_dir`, else `$FLAX_MRPC_DATA_DIR`, else the
-  download cache (downloading the files into it if needed)."""
+def given_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+  """`data_dir`, else `$FLAX_MRPC_DATA_DIR`, else None."""
   chosen = data_dir or os.environ.get("FLAX_MRPC_DATA_DIR")
+  return Path(chosen).expanduser() if chosen else None
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+  """The folder to read: `given_data_dir(data_dir)`, else the download cache
+  (downloading the files into it if needed)."""
+  chosen = given_data_dir(data_dir)
   if chosen:
-    return Path(chosen).expanduser()
+    return chosen
   from flax_mrpc import download
 
   return download.ensure_downloaded()

@@ -43,8 +43,8 @@ def load(source: str, data_dir: str | os.PathLike | None = None,
   """
   if source == "local":
     return data.load_splits(data.find_data_dir(data_dir))
-  chosen = data_dir or os.environ.get("FLAX_MRPC_DATA_DIR")
-  files = _original_files(Path(chosen).expanduser()) if chosen else None
+  folder = data.given_data_dir(data_dir)
+  files = _original_files(folder) if folder else None
   if source == "tfds":
     return _load_tfds(files, cache_dir)
   if source == "hf":
@@ -91,7 +91,7 @@ def _load_tfds(files: dict[str, str] | None, cache_dir) -> dict[str, list[data.E
       name: _examples(
           (r["sentence1"].decode(), r["sentence2"].decode(), int(r["label"]), int(r["idx"]))
           for r in splits[name])
-      for name in ("train", "validation", "test")
+      for name in data.SPLITS
   }
 
 
@@ -118,16 +118,15 @@ def _load_hf(files: dict[str, str] | None, cache_dir) -> dict[str, list[data.Exa
     glue = datasets.load_dataset("nyu-mll/glue", "mrpc", cache_dir=cache_dir)
     return {
         name: _examples((r["sentence1"], r["sentence2"], r["label"], r["idx"]) for r in glue[name])
-        for name in ("train", "validation", "test")
+        for name in data.SPLITS
     }
   columns = datasets.Features({name: datasets.Value("string") for name in data.HEADER})
   tables = datasets.load_dataset(
       "csv", data_files={"train": files["train"], "test": files["test"]}, cache_dir=cache_dir,
       delimiter="\t", quoting=csv.QUOTE_NONE, encoding="utf-8-sig", keep_default_na=False,
       features=columns)
-  with open(files["dev_ids"], encoding="utf-8-sig") as f:
-    dev_ids = {tuple(line.rstrip("\r\n").split("\t")) for line in f}
-  records = {"train": [], "validation": [], "test": []}
+  dev_ids = set(data.read_dev_ids(Path(files["dev_ids"])))
+  records = {name: [] for name in data.SPLITS}
   for table in ("train", "test"):
     for row, r in enumerate(tables[table]):
       pair = (r["#1 ID"], r["#2 ID"])

@@ -12,7 +12,8 @@ Modes (`--parallel`):
 
 Every mode runs the same pure step on the same global batch; batches are
 padded with zero-weight rows to a multiple of the device count
-(`rows_multiple`), so no example is dropped or counted twice. With dropout
+(`batching.batches(..., rows_multiple=num_devices)`), so no example is
+dropped or counted twice. With dropout
 off the modes give the same parameters (up to float summation order). Dropout
 masks match between none and sharding; under pmap each device folds its index
 into the key, so its masks differ.
@@ -21,7 +22,7 @@ into the key, so its masks differ.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,11 +75,6 @@ class DataParallel:
       self._train = jax.pmap(functools.partial(train, axis_name=_AXIS), axis_name=_AXIS,
                              in_axes=(0, 0, None), donate_argnums=0)
 
-  @property
-  def rows_multiple(self) -> int:
-    """Batches must have a multiple of this many rows."""
-    return self.num_devices
-
   def put_state(self, state: steps.TrainState) -> steps.TrainState:
     """A host (single-device) state laid out for this mode."""
     if self.mode == "sharding":
@@ -86,6 +82,12 @@ class DataParallel:
     if self.mode == "pmap":
       return jax.tree.map(lambda x: jnp.broadcast_to(x, (self.num_devices, *x.shape)), state)
     return state
+
+  def put_params(self, params):
+    """Host parameters laid out for `eval_step`."""
+    if self.mode == "sharding":
+      return jax.device_put(params, self._replicated)
+    return params
 
   def host_state(self, state: steps.TrainState) -> steps.TrainState:
     """The state as one copy (for checkpoints and evaluation)."""
@@ -97,7 +99,7 @@ class DataParallel:
     rows = len(batch["weights"])
     if rows % self.num_devices:
       raise ValueError(f"a batch of {rows} rows does not split over {self.num_devices} "
-                       "devices: build batches with rows_multiple=DataParallel.rows_multiple.")
+                       "devices: build batches with rows_multiple=DataParallel.num_devices.")
     if self.mode == "sharding":
       return jax.device_put(batch, self._rows)
     if self.mode == "pmap":
@@ -112,10 +114,9 @@ class DataParallel:
       metrics = jax.tree.map(lambda x: x[0], metrics)
     return state, metrics
 
-  def eval_fn(self) -> Callable[[Any, dict[str, np.ndarray]], jax.Array]:
-    """`(host params, batch) -> [rows] probabilities`, for
-    `inference.predict_probabilities` (whose batches need `rows_multiple`)."""
+  def eval_step(self, params, batch: dict[str, np.ndarray]) -> jax.Array:
+    """`steps.eval_step` on `batch` (rows a multiple of `num_devices`) with
+    `params` from `host_state` or `put_params`: [rows] probabilities."""
     if self.mode == "sharding":
-      return lambda params, batch: self._eval(jax.device_put(params, self._replicated),
-                                              self._put_batch(batch))
-    return self._eval
+      batch = self._put_batch(batch)
+    return self._eval(params, batch)

@@ -20,7 +20,7 @@ from flax import nnx
 
 from flax_mrpc.config import Config, ModelConfig
 
-_ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}
+_ACTIVATIONS = ("gelu", "relu")  # hidden_act values these modules implement
 # Buffers a checkpoint may hold that are not weights.
 _IGNORED = ("embeddings.position_ids",)
 
@@ -59,13 +59,13 @@ def model_config(checkpoint: Path, max_length: int, **overrides) -> ModelConfig:
                           "encoder these modules can hold.")
   if hf.get("hidden_act") not in _ACTIVATIONS:
     raise PretrainedError(f"{path}: hidden_act {hf.get('hidden_act')!r} is not one of "
-                          f"{sorted(_ACTIVATIONS)}.")
+                          f"{_ACTIVATIONS}.")
   fields = dict(
       vocab_size=hf["vocab_size"], max_length=max_length,
       max_positions=hf["max_position_embeddings"], type_vocab_size=hf["type_vocab_size"],
       d_model=hf["hidden_size"], num_heads=hf["num_attention_heads"],
       d_ff=hf["intermediate_size"], num_layers=hf["num_hidden_layers"],
-      activation=_ACTIVATIONS[hf["hidden_act"]], norm="post",
+      activation=hf["hidden_act"], norm="post",
       dropout=hf.get("hidden_dropout_prob", 0.1),
       attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
       layer_norm_eps=hf.get("layer_norm_eps", 1e-12), pooler=True,

@@ -186,6 +186,7 @@ def train_and_evaluate(
     train_features = {k: np.concatenate([v, swapped.features()[k]])
                       for k, v in train_features.items()}
   num_train = len(train_features["labels"])
+  train_lengths = train_features["attention_mask"].sum(axis=1)  # real tokens per pair
   steps_per_epoch = batching.num_batches(num_train, tc.batch_size)
 
   model = PairClassifier(mc, rngs=nnx.Rngs(params=tc.seed))
@@ -195,8 +196,8 @@ def train_and_evaluate(
   tx = make_optimizer(tc, steps_per_epoch * tc.epochs)
   state = steps.TrainState.create(params, tx)
   runner = parallel.DataParallel(parallel_mode, graphdef, tx, tc.pos_weight)
-  eval_fn = runner.eval_fn()
-  eval_batch_size = -(-tc.batch_size // runner.rows_multiple) * runner.rows_multiple
+  # Whole eval batches split evenly over the devices (no padding rows mid-split).
+  eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   dropout_rng = jax.random.key(tc.seed + 1)
   _log(f"model: {steps.param_count(params):,} parameters; {steps_per_epoch} steps per epoch; "
        f"parallel: {runner.mode} over {runner.num_devices} device(s)")
@@ -235,13 +236,12 @@ def train_and_evaluate(
           break
         epoch_start = time.time()
         if tc.group_by_length:
-          order = batching.length_grouped_order(
-              train_features["attention_mask"].sum(axis=1), tc.batch_size, tc.seed, epoch)
+          order = batching.length_grouped_order(train_lengths, tc.batch_size, tc.seed, epoch)
         else:
           order = batching.epoch_order(num_train, tc.seed, epoch)
         remaining = itertools.islice(
             batching.batches(train_features, tc.batch_size, order, tc.pad_multiple,
-                             runner.rows_multiple),
+                             runner.num_devices),
             loop["batch"], None)
         loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
         bar = tqdm(remaining, total=steps_per_epoch, initial=loop["batch"],
@@ -268,7 +268,7 @@ def train_and_evaluate(
         _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
         host_state = runner.host_state(state)
         validation = evaluate(
-            predict_probabilities(eval_fn, host_state.params, encoded["validation"],
+            predict_probabilities(runner.eval_step, host_state.params, encoded["validation"],
                                   eval_batch_size, tc.pad_multiple),
             encoded["validation"],
         )
@@ -291,12 +291,12 @@ def train_and_evaluate(
           raise _preempted(checkpointer, record["step"], workdir)
 
     best = loop["best"]
-    best_params = checkpointer.restore(best["step"], template).state.params
+    best_params = runner.put_params(checkpointer.restore(best["step"], template).state.params)
   finally:
     checkpointer.close()
     tensorboard.close()
 
-  test_probabilities = predict_probabilities(eval_fn, best_params, encoded["test"],
+  test_probabilities = predict_probabilities(runner.eval_step, best_params, encoded["test"],
                                              eval_batch_size, tc.pad_multiple)
   write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
   test_labelled = bool(np.all(encoded["test"].labels >= 0))

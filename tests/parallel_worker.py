@@ -45,12 +45,12 @@ def run(mode: str, dropout: float) -> dict[str, np.ndarray]:
   for epoch in range(EPOCHS):
     order = batching.epoch_order(NUM_EXAMPLES, 0, epoch)
     for batch in batching.batches(data.features(), BATCH_SIZE, order, pad_multiple=16,
-                                  rows_multiple=runner.rows_multiple):
+                                  rows_multiple=runner.num_devices):
       state, metrics = runner.train_step(state, batch, jax.random.key(1))
       losses.append(float(metrics["loss_sum"]))
       counts.append(float(metrics["count"]))
   host = runner.host_state(state)
-  probabilities = predict_probabilities(runner.eval_fn(), host.params, data, 12, pad_multiple=16)
+  probabilities = predict_probabilities(runner.eval_step, host.params, data, 12, pad_multiple=16)
   leaves = {jax.tree_util.keystr(path): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_leaves_with_path(host.params)}
   return {"losses": np.array(losses), "counts": np.array(counts), "step": int(host.step),
