@@ -44,3 +44,15 @@ def test_throughput_benchmark_runs():
   rows = [line.split() for line in proc.stdout.splitlines()[2:]]
   assert [r[3:5] for r in rows] == [["flax_mrpc", "none"], ["PyTorch", "eager"]]
   assert all(float(r[5]) > 0 and r[-1].endswith("%") for r in rows)  # examples/s and MFU
+
+
+def test_data_sources_benchmark_runs(mrpc_dir):
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "data_sources.py"),
+       "--data-dir", str(mrpc_dir)], env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  rows = [line.split() for line in proc.stdout.splitlines()]  # TFDS also prints here
+  rows = {r[0]: r[1:] for r in rows if r and r[0] in ("local", "tfds", "hf")}
+  assert set(rows) == {"local", "tfds", "hf"} and all(len(r) == 2 for r in rows.values())
+  assert all(float(seconds) > 0 for row in rows.values() for seconds in row)
