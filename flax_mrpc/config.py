@@ -72,6 +72,9 @@ class TrainConfig:
   patience: int | None = None  # stop after this many epochs without a better validation score
   pos_weight: float | None = None  # BCE weight of the positive class; None = unweighted
   swap_augment: bool = False  # also train on (sentence2, sentence1)
+  # Score each pair as the mean probability of both orders (validation, test, predict).
+  symmetric_eval: bool = False
+  train_fraction: float = 1.0  # train on a random subset of this share of the train split
   # Dynamic padding: cut each batch to its longest pair rounded up to this
   # multiple (one compiled step per length); None pads to model.max_length.
   pad_multiple: int | None = None
@@ -96,6 +99,8 @@ class TrainConfig:
       raise ValueError(f"patience must be at least 1 (or None), got {self.patience}.")
     if not 0.0 <= self.warmup_fraction < 1.0:
       raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
+    if not 0.0 < self.train_fraction <= 1.0:
+      raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}.")
     if self.pad_multiple is not None and self.pad_multiple < 1:
       raise ValueError(f"pad_multiple must be at least 1 (or None), got {self.pad_multiple}.")
 

@@ -36,6 +36,25 @@ def predict_probabilities(
   return probabilities
 
 
+def pair_probabilities(
+    eval_fn, params: nnx.State, views: Sequence[tokenization.EncodedSplit], batch_size: int,
+    pad_multiple: int | None = None,
+) -> np.ndarray:
+  """[n] mean of `predict_probabilities` over encodings of the same n pairs:
+  one view, or (sentence1, sentence2) and (sentence2, sentence1) for a
+  symmetric score (`TrainConfig.symmetric_eval`)."""
+  return np.mean([predict_probabilities(eval_fn, params, view, batch_size, pad_multiple)
+                  for view in views], axis=0)
+
+
+def encode_views(tokenizer, examples: Sequence[Example], max_length: int,
+                 symmetric: bool) -> list[tokenization.EncodedSplit]:
+  """The encodings `pair_probabilities` averages: the pairs as given and, if
+  `symmetric`, swapped."""
+  return [tokenization.encode_pairs(tokenizer, examples, max_length, swap=swap)
+          for swap in ((False, True) if symmetric else (False,))]
+
+
 @dataclasses.dataclass
 class TrainedModel:
   config: Config
@@ -49,9 +68,10 @@ class TrainedModel:
 
   def probabilities(self, examples: Sequence[Example], batch_size: int = 64) -> np.ndarray:
     """[n] paraphrase probabilities of the examples, in order."""
-    encoded = tokenization.encode_pairs(self.tokenizer, examples, self.config.model.max_length)
-    return predict_probabilities(self._eval, self.params, encoded, batch_size,
-                                 self.config.train.pad_multiple)
+    views = encode_views(self.tokenizer, examples, self.config.model.max_length,
+                         self.config.train.symmetric_eval)
+    return pair_probabilities(self._eval, self.params, views, batch_size,
+                              self.config.train.pad_multiple)
 
 
 def load_trained(workdir: str | Path) -> TrainedModel:

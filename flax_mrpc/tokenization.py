@@ -27,9 +27,10 @@ def train_wordpiece(
   """Learns a WordPiece vocabulary of at most `vocab_size` entries from
   `sentences`, writes `save_dir/vocab.txt` and returns its tokenizer.
 
-  The trainer learns the same token set on every run but numbers it in a
-  varying order, so the tokens are written sorted (special tokens first):
-  the same sentences always give the same ids.
+  The trainer numbers the tokens in a varying order, so they are written
+  sorted (special tokens first). It also breaks ties between equally
+  frequent merges in an order that varies between processes: at the
+  vocabulary's cut, about one run in six learns a token or two differently.
   """
   wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
   wordpiece.train_from_iterator(

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from flax_mrpc import batching, data, data_sources, parallel, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import PRESETS, Config, ModelConfig, TrainConfig, get_preset
-from flax_mrpc.inference import predict_probabilities
+from flax_mrpc.inference import pair_probabilities
 from flax_mrpc.metrics import classification_metrics
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
@@ -78,12 +78,21 @@ def prepare_workdir(workdir: Path, overwrite: bool) -> None:
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
 
 
-def build_tokenizer(config: Config, splits: dict[str, list[data.Example]], workdir: Path):
-  """The run's tokenizer, saved as `workdir/tokenizer/vocab.txt` when learned."""
+def build_tokenizer(config: Config, splits: dict[str, list[data.Example]], workdir: Path,
+                    resuming: bool = False):
+  """The run's tokenizer. One learned on the train split is saved as
+  `workdir/tokenizer/vocab.txt` and, when the run resumes, read back from
+  there: the WordPiece trainer breaks ties between equally frequent merges in
+  an order that varies between processes (about one run in six learns a
+  token or two differently), so learning it again could renumber the tokens
+  under the checkpointed embeddings."""
   if config.train.tokenizer == "train":
+    saved = workdir / "tokenizer"
+    if resuming and (saved / "vocab.txt").is_file():
+      return tokenization.load_tokenizer(str(saved), config.train.lowercase)
     sentences = [s for e in splits["train"] for s in (e.sentence1, e.sentence2)]
     return tokenization.train_wordpiece(
-        sentences, config.model.vocab_size, config.train.lowercase, workdir / "tokenizer"
+        sentences, config.model.vocab_size, config.train.lowercase, saved
     )
   tokenizer = tokenization.load_tokenizer(config.train.tokenizer, config.train.lowercase)
   if len(tokenizer) > config.model.vocab_size:
@@ -92,6 +101,16 @@ def build_tokenizer(config: Config, splits: dict[str, list[data.Example]], workd
         f"vocab_size is {config.model.vocab_size}; pass --set vocab_size={len(tokenizer)}."
     )
   return tokenizer
+
+
+def train_subset(examples: list[data.Example], fraction: float, seed: int) -> list[data.Example]:
+  """A random `fraction` of the train pairs (at least one), in file order;
+  all of them when `fraction` is 1."""
+  if fraction >= 1.0:
+    return examples
+  count = max(1, round(fraction * len(examples)))
+  keep = np.sort(np.random.default_rng(seed).choice(len(examples), count, replace=False))
+  return [examples[i] for i in keep]
 
 
 def evaluate(probabilities: np.ndarray, split: tokenization.EncodedSplit) -> dict[str, float]:
@@ -173,12 +192,18 @@ def train_and_evaluate(
   tc, mc = config.train, config.model
 
   splits = data_sources.load(data_source, data_dir)
-  tokenizer = build_tokenizer(config, splits, workdir)
+  splits["train"] = train_subset(splits["train"], tc.train_fraction, tc.seed)
+  resuming = (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir())
+  tokenizer = build_tokenizer(config, splits, workdir, resuming)
   encoded = {name: tokenization.encode_pairs(tokenizer, examples, mc.max_length)
              for name, examples in splits.items()}
   truncated = {name: split.num_truncated for name, split in encoded.items()}
   _log(f"pairs: { {k: len(v) for k, v in encoded.items()} }; longer than max_length "
        f"{mc.max_length} (truncated): {truncated}")
+  # What validation and test are scored on: the pairs, and swapped with symmetric_eval.
+  eval_views = {name: [encoded[name]] + (
+      [tokenization.encode_pairs(tokenizer, splits[name], mc.max_length, swap=True)]
+      if tc.symmetric_eval else []) for name in ("validation", "test")}
 
   train_features = encoded["train"].features()
   if tc.swap_augment:
@@ -268,8 +293,8 @@ def train_and_evaluate(
         _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
         host_state = runner.host_state(state)
         validation = evaluate(
-            predict_probabilities(runner.eval_step, host_state.params, encoded["validation"],
-                                  eval_batch_size, tc.pad_multiple),
+            pair_probabilities(runner.eval_step, host_state.params, eval_views["validation"],
+                               eval_batch_size, tc.pad_multiple),
             encoded["validation"],
         )
         record = {"epoch": epoch, "step": int(host_state.step), "train_loss": train_loss,
@@ -296,8 +321,8 @@ def train_and_evaluate(
     checkpointer.close()
     tensorboard.close()
 
-  test_probabilities = predict_probabilities(runner.eval_step, best_params, encoded["test"],
-                                             eval_batch_size, tc.pad_multiple)
+  test_probabilities = pair_probabilities(runner.eval_step, best_params, eval_views["test"],
+                                          eval_batch_size, tc.pad_multiple)
   write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
   test_labelled = bool(np.all(encoded["test"].labels >= 0))
   results = {

@@ -141,7 +141,7 @@ def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path, m
 
 
 def test_a_mismatched_config_is_refused(mrpc_dir, tmp_path):
-  config = get_preset("tiny").replace(epochs=1)
+  config = get_preset("tiny").replace(epochs=1, train_fraction=0.1)
   train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
   with pytest.raises(FileExistsError, match="--overwrite"):
     train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
@@ -193,3 +193,17 @@ def test_saved_meta_is_a_snapshot(tmp_path):
   checkpointer.wait()
   assert checkpointer.restore(1, _small_state(0)).meta == {"batch": 1}
   checkpointer.close()
+
+
+def test_a_resumed_run_reads_its_saved_vocabulary(mrpc_dir, tmp_path):
+  config = get_preset("tiny").replace(epochs=1, train_fraction=0.1)
+  train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
+  vocab = tmp_path / "tokenizer" / "vocab.txt"
+  tokens = vocab.read_text().splitlines()
+  vocab.write_text("\n".join(tokens[:-1] + ["qqqzzz"]) + "\n")  # learning again drops it
+  (tmp_path / "results.json").unlink()  # the run is resumed from its last checkpoint
+  result = train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
+  assert vocab.read_text().splitlines()[-1] == "qqqzzz"
+  assert result["tokenizer_vocab_size"] == len(tokens)
+  train.train_and_evaluate(config, tmp_path, mrpc_dir, overwrite=True, progress=False)
+  assert "qqqzzz" not in vocab.read_text().splitlines()  # --overwrite learns it afresh
