@@ -61,7 +61,8 @@ STUDIES: dict[str, Study] = {
         question="Does the seed collapse to the majority class, and which change stops it?",
         variants={
             "seed as described": _seed(),
-            "attention mask + learned segment embedding": _seed(seed_quirks=False),
+            "attention mask": _seed(mask_attention=True),
+            "learned segment embedding + LayerNorm": _seed(seed_embedding=False),
             "pos_weight none": _seed(pos_weight=None),
             "pos_weight 0.48 (negatives / positives)": _seed(pos_weight=NEGATIVES_PER_POSITIVE),
             "pos_weight 2.0": _seed(pos_weight=2.0),

@@ -35,7 +35,10 @@ class ModelConfig:
   # Adds a learned embedding of `match_ids` (1 where the token also occurs in
   # the other sentence): the exact-match feature of DrQA/ESIM-style pair models.
   match_embedding: bool = False
-  seed_quirks: bool = False  # the seed's raw-id embedding and unmasked attention
+  # The seed's Pre_process: token_type_ids and attention_mask added as raw
+  # numbers to every dimension, no segment embedding, no LayerNorm.
+  seed_embedding: bool = False
+  mask_attention: bool = True  # padded keys get zero weight; False attends to them (the seed)
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
 
   @property
@@ -111,16 +114,20 @@ class Config:
   train: TrainConfig = TrainConfig()
 
   def __post_init__(self):
-    if self.model.seed_quirks and self.train.pad_multiple:
-      raise ValueError("seed_quirks attends to padding, so its output depends on the padded "
-                       "length: leave pad_multiple unset with seed_quirks.")
+    if not self.model.mask_attention and self.train.pad_multiple:
+      raise ValueError("mask_attention=false attends to padding, so its output depends on the "
+                       "padded length: leave pad_multiple unset, or set mask_attention=true.")
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "Config":
-    return cls(model=ModelConfig(**d["model"]), train=TrainConfig(**d["train"]))
+    model = dict(d["model"])
+    if "seed_quirks" in model:  # written before the two seed fixes were separate fields
+      quirks = model.pop("seed_quirks")
+      model.update(seed_embedding=quirks, mask_attention=not quirks)
+    return cls(model=ModelConfig(**model), train=TrainConfig(**d["train"]))
 
   def replace(self, **changes: Any) -> "Config":
     """Returns a copy with fields changed by name, looked up in `train` then `model`.
@@ -145,7 +152,7 @@ def _seed() -> Config:
   """The seed's setup as far as it is described: its sizes, raw-id embedding,
   unmasked attention, BCE with pos_weight 0.5, 100 epochs, constant LR."""
   return Config(
-      model=ModelConfig(seed_quirks=True),
+      model=ModelConfig(seed_embedding=True, mask_attention=False),
       train=TrainConfig(
           epochs=100,
           batch_size=32,

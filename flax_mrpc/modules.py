@@ -45,19 +45,19 @@ class PreProcess(nnx.Module):
 
   Correct mode (BERT): word + learned position + learned segment embedding
   (+ the exact-match embedding when `config.match_embedding`), LayerNorm,
-  dropout. With `config.seed_quirks`: word + position embedding plus
+  dropout. With `config.seed_embedding`: word + position embedding plus
   `token_type_ids` and `attention_mask` added as raw numbers to every
   dimension, then dropout, exactly as the seed does.
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-    self.seed_quirks = config.seed_quirks
+    self.seed_embedding = config.seed_embedding
     embed = lambda n: nnx.Embed(
         n, config.d_model, embedding_init=_INIT, dtype=_dtype(config), rngs=rngs
     )
     self.word_embeddings = embed(config.vocab_size)
     self.position_embeddings = embed(config.num_positions)
-    if config.seed_quirks:
+    if config.seed_embedding:
       self.token_type_embeddings = None
       self.norm = None
     else:
@@ -84,7 +84,7 @@ class PreProcess(nnx.Module):
       if match_ids is None:
         raise ValueError("this model has a match embedding: pass match_ids [batch, seq].")
       x = x + self.match_embeddings(match_ids)
-    if self.seed_quirks:
+    if self.seed_embedding:
       x = x + token_type_ids[..., None].astype(x.dtype)
       x = x + attention_mask[..., None].astype(x.dtype)
     else:
@@ -96,13 +96,14 @@ class MultiHeadAttention(nnx.Module):
   """Scaled dot-product self-attention with q, k, v and output (`fc`) projections.
 
   Padded keys (`attention_mask == 0`) get zero weight, unless
-  `config.seed_quirks`, which attends to every position as the seed does.
+  `config.mask_attention` is False: then every position is attended to, as
+  the seed does.
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     d = config.d_model
     self.num_heads = config.num_heads
-    self.use_mask = not config.seed_quirks
+    self.use_mask = config.mask_attention
     self.q = _linear(d, d, config, rngs)
     self.k = _linear(d, d, config, rngs)
     self.v = _linear(d, d, config, rngs)

@@ -23,9 +23,10 @@ def _inputs(seq=S, pad_from=10):
   return jnp.asarray(ids), jnp.asarray(types), jnp.asarray(mask)
 
 
-@pytest.mark.parametrize("quirks", [False, True])
-def test_shapes_of_every_module(quirks):
-  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": quirks})
+@pytest.mark.parametrize("seed_like", [False, True])
+def test_shapes_of_every_module(seed_like):
+  config = ModelConfig(**{**SMALL.__dict__, "seed_embedding": seed_like,
+                          "mask_attention": not seed_like})
   rngs = nnx.Rngs(0)
   ids, types, mask = _inputs()
   x = PreProcess(config, rngs=rngs)(ids, types, mask)
@@ -48,8 +49,8 @@ def test_attention_gives_padded_keys_zero_weight():
   np.testing.assert_allclose(np.asarray(weights.sum(-1)), 1.0, rtol=1e-6)
 
 
-def test_seed_quirks_attention_attends_to_padding():
-  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": True})
+def test_unmasked_attention_attends_to_padding():
+  config = ModelConfig(**{**SMALL.__dict__, "mask_attention": False})
   ids, types, mask = _inputs()
   x = PreProcess(config, rngs=nnx.Rngs(0))(ids, types, mask)
   weights = MultiHeadAttention(config, rngs=nnx.Rngs(1)).attention_weights(x, mask)
@@ -69,14 +70,21 @@ def test_padding_invariance_with_masking(norm):
                              atol=1e-5)
 
 
-def test_seed_quirks_break_padding_invariance():
-  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": True})
+def test_unmasked_attention_breaks_padding_invariance():
+  config = ModelConfig(**{**SMALL.__dict__, "mask_attention": False})
   model = PairClassifier(config, rngs=nnx.Rngs(0))
   assert np.abs(_logit_padded_to(model, 64) - _logit_padded_to(model, 128)).max() > 1e-4
 
 
-def test_seed_quirks_add_raw_ids_and_mask_to_every_dimension():
-  config = ModelConfig(**{**SMALL.__dict__, "seed_quirks": True})
+def test_the_seed_embedding_alone_keeps_padding_invariance():
+  config = ModelConfig(**{**SMALL.__dict__, "seed_embedding": True})
+  model = PairClassifier(config, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(_logit_padded_to(model, 64), _logit_padded_to(model, 128),
+                             atol=1e-5)
+
+
+def test_seed_embedding_adds_raw_ids_and_mask_to_every_dimension():
+  config = ModelConfig(**{**SMALL.__dict__, "seed_embedding": True})
   layer = PreProcess(config, rngs=nnx.Rngs(0))
   ids, types, mask = _inputs()
   out = layer(ids, types, mask)

@@ -1,4 +1,5 @@
-"""The Flax modules with seed_quirks compute the seed's PyTorch function."""
+"""The Flax modules with the seed's embedding and unmasked attention compute
+the seed's PyTorch function."""
 
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import seed_torch  # noqa: E402
 
 def test_seed_port_gives_the_same_logits_for_the_same_weights():
   config = ModelConfig(vocab_size=100, max_length=24, d_model=32, num_heads=4, d_ff=64,
-                       num_layers=2, seed_quirks=True)
+                       num_layers=2, seed_embedding=True, mask_attention=False)
   flax_model = PairClassifier(config, rngs=nnx.Rngs(3))
   torch_model = seed_torch.from_flax(config, flax_model).eval()
   rng = np.random.default_rng(0)
@@ -34,5 +35,5 @@ def test_seed_port_gives_the_same_logits_for_the_same_weights():
 
 def test_seed_port_refuses_a_masked_model():
   config = ModelConfig(vocab_size=100, max_length=8, d_model=16, num_heads=2, d_ff=32)
-  with pytest.raises(ValueError, match="seed_quirks"):
+  with pytest.raises(ValueError, match="seed_embedding=True and mask_attention=False"):
     seed_torch.from_flax(config, PairClassifier(config, rngs=nnx.Rngs(0)))

@@ -1,5 +1,5 @@
 """The seed's PyTorch model, ported faithfully: the baseline that
-`flax_mrpc.modules` with `seed_quirks=True` mirrors.
+`flax_mrpc.modules` with `seed_embedding=True, mask_attention=False` mirrors.
 
 `Pre_process` adds word and learned position embeddings, then the segment ids
 and the attention mask as raw numbers to every dimension, then dropout.
@@ -93,9 +93,10 @@ class SeedClassifier(nn.Module):
 
 def from_flax(config: ModelConfig, flax_model) -> SeedClassifier:
   """A SeedClassifier holding the weights of a Flax `PairClassifier` built
-  with `config` (which must have seed_quirks=True)."""
-  if not config.seed_quirks:
-    raise ValueError("the seed port mirrors seed_quirks=True models only.")
+  with `config` (which must have the seed's embedding and unmasked attention)."""
+  if not config.seed_embedding or config.mask_attention:
+    raise ValueError("the seed port mirrors models with seed_embedding=True and "
+                     "mask_attention=False only.")
   model = SeedClassifier(config)
 
   def tensor(param, transpose=False):
