@@ -10,6 +10,13 @@ Modes (`--parallel`):
             gradients and counts summed with `psum` inside the step.
   auto      sharding when there is more than one device, else none.
 
+Several processes (hosts of a TPU VM pod slice, or GPU hosts): call
+`initialize_processes` first; every process then runs the same program on the
+same global batches, `sharding` spans the devices of all processes, and each
+process moves only its own rows of each batch to its own devices
+(`jax.make_array_from_callback`). Only process 0 writes files
+(`is_main_process`).
+
 Every mode runs the same pure step on the same global batch; batches are
 padded with zero-weight rows to a multiple of the device count
 (`batching.batches(..., rows_multiple=num_devices)`), so no example is
@@ -27,6 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from flax_mrpc import steps
@@ -35,12 +43,37 @@ MODES = ("auto", "none", "pmap", "sharding")
 _AXIS = "data"
 
 
+def initialize_processes(coordinator_address: str | None = None,
+                         num_processes: int | None = None,
+                         process_id: int | None = None) -> None:
+  """Joins this process to a multi-process run with `jax.distributed.initialize`,
+  before anything touches the devices. On TPU VM pod slices and the clusters
+  JAX detects (SLURM, Open MPI, ...) pass nothing; elsewhere pass all three.
+  Collectives between CPU processes use gloo."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def is_main_process() -> bool:
+  """Whether this process writes the run's files and logs (process 0)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier `name` (no-op with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
 def resolve(mode: str) -> str:
   """The concrete mode of `mode` (one of MODES) on this host's devices."""
   if mode not in MODES:
     raise ValueError(f"unknown parallel mode {mode!r}; choose one of {MODES}.")
   if mode == "auto":
     return "sharding" if jax.device_count() > 1 else "none"
+  if mode != "sharding" and jax.process_count() > 1:
+    raise ValueError(f"--parallel {mode} runs within one process; with "
+                     f"{jax.process_count()} processes use --parallel sharding (or auto).")
   return mode
 
 
@@ -75,10 +108,15 @@ class DataParallel:
       self._train = jax.pmap(functools.partial(train, axis_name=_AXIS), axis_name=_AXIS,
                              in_axes=(0, 0, None), donate_argnums=0)
 
+  def _replicate(self, tree):
+    """Each process copies its own (identical) values to its own devices."""
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        np.shape(x), self._replicated, lambda index: np.asarray(x)[index]), tree)
+
   def put_state(self, state: steps.TrainState) -> steps.TrainState:
     """A host (single-device) state laid out for this mode."""
     if self.mode == "sharding":
-      return jax.device_put(state, self._replicated)
+      return self._replicate(state)
     if self.mode == "pmap":
       return jax.tree.map(lambda x: jnp.broadcast_to(x, (self.num_devices, *x.shape)), state)
     return state
@@ -86,7 +124,7 @@ class DataParallel:
   def put_params(self, params):
     """Host parameters laid out for `eval_step`."""
     if self.mode == "sharding":
-      return jax.device_put(params, self._replicated)
+      return self._replicate(params)
     return params
 
   def host_state(self, state: steps.TrainState) -> steps.TrainState:
@@ -100,8 +138,9 @@ class DataParallel:
     if rows % self.num_devices:
       raise ValueError(f"a batch of {rows} rows does not split over {self.num_devices} "
                        "devices: build batches with rows_multiple=DataParallel.num_devices.")
-    if self.mode == "sharding":
-      return jax.device_put(batch, self._rows)
+    if self.mode == "sharding":  # each process supplies the rows of its own devices
+      return {k: jax.make_array_from_callback(v.shape, self._rows, lambda index, v=v: v[index])
+              for k, v in batch.items()}
     if self.mode == "pmap":
       return {k: v.reshape(self.num_devices, rows // self.num_devices, *v.shape[1:])
               for k, v in batch.items()}

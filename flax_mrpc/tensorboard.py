@@ -11,7 +11,11 @@ class EpochLogger:
   """Writes each epoch record's train loss and validation metrics under
   `logdir` (`tensorboard --logdir WORKDIR/tensorboard`)."""
 
-  def __init__(self, logdir: Path):
+  def __init__(self, logdir: Path | None):
+    """`logdir` None writes nothing (processes other than the main one)."""
+    if logdir is None:
+      self.writer = None
+      return
     try:
       from tensorboardX import SummaryWriter
     except ImportError:

@@ -10,7 +10,9 @@ workdir: `results.json`, `metrics.jsonl` (one object per epoch),
 `test_predictions.tsv`, the tokenizer's `tokenizer/vocab.txt`, orbax
 checkpoints in `checkpoints/` and, with tensorboardX installed, TensorBoard
 event files in `tensorboard/`. Rerunning the same command resumes from the
-latest checkpoint; SIGTERM/SIGINT save one and exit with status 75.
+latest checkpoint; SIGTERM/SIGINT save one and exit with status 75. With
+several processes (`--multi-host`), process 0 writes these files and the
+workdir must be a folder every process sees.
 """
 
 from __future__ import annotations
@@ -59,19 +61,24 @@ class NonFiniteLoss(ValueError):
 
 
 def _log(message: str) -> None:
-  print(message, file=sys.stderr, flush=True)
+  if parallel.is_main_process():
+    print(message, file=sys.stderr, flush=True)
 
 
 def prepare_workdir(workdir: Path, overwrite: bool) -> None:
   """Creates `workdir`. A finished run (results.json) is refused unless
   `overwrite`, which also removes its outputs and checkpoints; unfinished
-  checkpoints are left for `train_and_evaluate` to resume."""
-  workdir.mkdir(parents=True, exist_ok=True)
+  checkpoints are left for `train_and_evaluate` to resume. Every process
+  checks; only the main one creates and removes."""
   if (workdir / "results.json").exists() and not overwrite:
     raise FileExistsError(
         f"{workdir} already holds a finished run (results.json). "
         "Pass --overwrite to replace it, or choose another --workdir."
     )
+  parallel.barrier("workdir checked")
+  if not parallel.is_main_process():
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
   if overwrite:
     for name in OUTPUT_FILES:
       (workdir / name).unlink(missing_ok=True)
@@ -188,13 +195,18 @@ def train_and_evaluate(
   """
   start = time.time()
   workdir = Path(workdir)
+  main = parallel.is_main_process()
   prepare_workdir(workdir, overwrite)
   tc, mc = config.train, config.model
 
   splits = data_sources.load(data_source, data_dir)
   splits["train"] = train_subset(splits["train"], tc.train_fraction, tc.seed)
   resuming = (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir())
-  tokenizer = build_tokenizer(config, splits, workdir, resuming)
+  if main:
+    tokenizer = build_tokenizer(config, splits, workdir, resuming)
+  parallel.barrier("tokenizer")
+  if not main:  # the main process's vocabulary: learning it here could differ
+    tokenizer = build_tokenizer(config, splits, workdir, resuming=True)
   encoded = {name: tokenization.encode_pairs(tokenizer, examples, mc.max_length)
              for name, examples in splits.items()}
   truncated = {name: split.num_truncated for name, split in encoded.items()}
@@ -228,7 +240,7 @@ def train_and_evaluate(
        f"parallel: {runner.mode} over {runner.num_devices} device(s)")
 
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
-  tensorboard = EpochLogger(workdir / "tensorboard")
+  tensorboard = EpochLogger(workdir / "tensorboard" if main else None)
   try:
     restored = checkpointer.restore_latest(state)
     loop = _new_loop(config)
@@ -249,8 +261,9 @@ def train_and_evaluate(
       _log(f"resuming from the checkpoint at step {restored.step} "
            f"(epoch {loop['epoch']}, batch {loop['batch']})")
     template, state = state, runner.put_state(state)
-    with open(workdir / "metrics.jsonl", "w") as f:
-      f.writelines(json.dumps(record) + "\n" for record in loop["history"])
+    if main:
+      with open(workdir / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(record) + "\n" for record in loop["history"])
 
     with _preemption_flag() as preempted:
       while loop["epoch"] <= tc.epochs:
@@ -307,8 +320,9 @@ def train_and_evaluate(
                     history=loop["history"] + [record])
         checkpointer.save(host_state, loop, score=score)
         checkpointer.wait()
-        with open(workdir / "metrics.jsonl", "a") as f:
-          f.write(json.dumps(record) + "\n")
+        if main:
+          with open(workdir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
         tensorboard.write(record)
         _log(f"epoch {epoch}: train loss {train_loss:.4f}, validation accuracy "
              f"{validation['accuracy']:.4f} F1 {validation['f1']:.4f}")
@@ -323,7 +337,8 @@ def train_and_evaluate(
 
   test_probabilities = pair_probabilities(runner.eval_step, best_params, eval_views["test"],
                                           eval_batch_size, tc.pad_multiple)
-  write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
+  if main:
+    write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
   test_labelled = bool(np.all(encoded["test"].labels >= 0))
   results = {
       "config": config.to_dict(),
@@ -338,7 +353,8 @@ def train_and_evaluate(
       "device": str(jax.devices()[0].device_kind),
       "versions": {"jax": jax.__version__, "flax": flax.__version__},
   }
-  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  if main:
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
   if results["test"] is None:
     _log(f"the test split of --data-source {data_source} has no labels: validation metrics "
          "only; test predictions written (--data-source local has test labels)")
@@ -406,6 +422,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="data parallelism over the devices: jit over a device mesh "
                            "(sharding), pmap, or one device (none); auto: sharding when "
                            "there are several devices (default: %(default)s)")
+  parser.add_argument("--multi-host", action="store_true",
+                      help="one of several processes (hosts of a TPU VM pod slice, GPU hosts): "
+                           "run the same command on every host; JAX detects TPU pods and "
+                           "SLURM/MPI clusters, elsewhere add --coordinator-address, "
+                           "--num-processes and --process-id")
+  parser.add_argument("--coordinator-address", metavar="HOST:PORT",
+                      help="process 0's address, for --multi-host outside detected clusters")
+  parser.add_argument("--num-processes", type=int, help="for --multi-host")
+  parser.add_argument("--process-id", type=int, help="for --multi-host: 0 .. N-1")
   parser.add_argument("--seed", type=int, help="random seed (init, dropout, shuffling)")
   parser.add_argument("--epochs", type=int)
   parser.add_argument("--batch-size", type=int)
@@ -447,6 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     config = config_from_args(args)
+    manual = (args.coordinator_address, args.num_processes, args.process_id)
+    if any(x is not None for x in manual) and not args.multi_host:
+      raise ValueError("--coordinator-address, --num-processes and --process-id go with "
+                       "--multi-host.")
+    if args.multi_host:
+      parallel.initialize_processes(*manual)
     if args.keep_checkpoints < 1 or (args.checkpoint_every_steps or 1) < 1:
       raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
     train_and_evaluate(config, args.workdir, args.data_dir, args.overwrite,

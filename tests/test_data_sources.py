@@ -45,7 +45,8 @@ def short_run(mrpc_dir, tmp_path_factory):
   def run(source):
     if source not in results:
       results[source] = train.train_and_evaluate(
-          get_preset("tiny").replace(epochs=1), tmp_path_factory.mktemp(source), mrpc_dir,
+          get_preset("tiny").replace(epochs=1, train_fraction=0.1),
+          tmp_path_factory.mktemp(source), mrpc_dir,
           progress=False, data_source=source)
     return results[source]
   return run
