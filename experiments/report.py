@@ -135,24 +135,23 @@ def study_table(groups: dict[str, list[dict]], best: str) -> list[str]:
 
 
 def learning_curves(name: str, variant: str, records: list[dict], figures: Path) -> Path:
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  """Train loss, validation accuracy and F1 per epoch, one colour per seed;
+  a dotted line marks the epoch each run kept."""
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  panels = (("train_loss", "train loss (BCE)"), ("validation_accuracy", "validation accuracy"),
+            ("validation_f1", "validation F1"))
   for i, r in enumerate(records):
     epochs = [h["epoch"] for h in r["history"]]
-    color = f"C{i}"
-    axes[0].plot(epochs, [h["train_loss"] for h in r["history"]], marker="o", color=color,
-                 label=f"seed {r['seed']}")
-    axes[1].plot(epochs, [h["validation_accuracy"] for h in r["history"]], marker="o",
-                 color=color, label=f"accuracy, seed {r['seed']}")
-    axes[1].plot(epochs, [h["validation_f1"] for h in r["history"]], marker="x", ls="--",
-                 color=color, label=f"F1, seed {r['seed']}")
-    axes[1].axvline(r["best_epoch"], color=color, lw=0.6, ls=":")
-  axes[0].set(xlabel="epoch", ylabel="train loss (BCE)", title=f"{variant}: train loss")
-  axes[1].set(xlabel="epoch (dotted: the epoch kept)", ylabel="validation metric",
-              title=f"{variant}: validation")
-  for ax in axes:
+    for ax, (key, _) in zip(axes, panels):
+      ax.plot(epochs, [h[key] for h in r["history"]], marker="o", color=f"C{i}",
+              label=f"seed {r['seed']}")
+      if key != "train_loss":
+        ax.axvline(r["best_epoch"], color=f"C{i}", lw=0.8, ls=":")
+  for ax, (_, label) in zip(axes, panels):
+    ax.set(xlabel="epoch", ylabel=label)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   axes[0].legend(fontsize=8)
-  axes[1].legend(fontsize=7, ncol=2)
+  fig.suptitle(f"{name}: {variant} (dotted: the epoch kept, chosen on validation)", fontsize=10)
   return _save(fig, figures / f"{name}_learning_curves.png")
 
 
@@ -201,6 +200,10 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
       ax.errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points],
                   yerr=[statistics.stdev(p[1]) if len(p[1]) > 1 else 0 for p in points],
                   marker="o", capsize=3, label=family)
+  test = next(iter(groups.values()))[0]["test"]
+  majority = (test["tp"] + test["fn"]) / sum(test[k] for k in ("tp", "fp", "fn", "tn"))
+  ax.axhline(majority, color="grey", ls="--", lw=0.8, label='always "paraphrase"')
+  ax.set_xlim(0, 1.05)
   ax.set(xlabel="share of the 3668 train pairs", ylabel="test accuracy (mean ± std)",
          title="Learning curve: training pairs")
   ax.legend()
@@ -213,7 +216,8 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
   missing = [v for v in document["variants"] if v not in groups]
   missing += [v for v in STUDIES[name].variants if v not in document["variants"]]
   records = [r for rs in groups.values() for r in rs]
-  devices = sorted({r["device"] for r in records})
+  devices = sorted({r["device"] + (f" ({r.get('host_cpus')} cores)" if r["device"] == "cpu"
+                                   else "") for r in records})
   hours = sum(r["wall_time_s"] for r in records) / 3600
   lines = [f"## {name}", "", f"**Question.** {document['question']}", "",
            f"Command: `{document['command']}`. Machine: {', '.join(devices)}; "

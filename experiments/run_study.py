@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
           # Learned vocabularies can differ at the cut (see tokenization.train_wordpiece).
           "vocab_sha256": file_hash(workdir / "tokenizer" / "vocab.txt"),
           "wall_time_s": results["wall_time_s"], "device": results["device"],
+          "host_cpus": os.cpu_count(),
           "workdir": workdir.name})
       print(f"{name}: {variant_name}, seed {seed}: validation accuracy "
             f"{results['validation']['accuracy']:.4f} F1 {results['validation']['f1']:.4f} "
