@@ -210,6 +210,26 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
   return _save(fig, figures / f"{name}_fractions.png")
 
 
+def vocabulary_outliers(records: list[dict]) -> list[str]:
+  """Runs whose learned vocabulary differs from the most common one learned
+  from the same sentences (see `tokenization.train_wordpiece`)."""
+  groups: dict[tuple, list[dict]] = {}
+  for r in records:
+    if r.get("vocab_sha256"):
+      fraction = r["changes"].get("train_fraction", 1.0)
+      key = (r["preset"], r["changes"].get("vocab_size"), fraction,
+             r["seed"] if fraction < 1 else None)
+      groups.setdefault(key, []).append(r)
+  outliers = []
+  for runs in groups.values():
+    hashes = [r["vocab_sha256"] for r in runs]
+    common = max(set(hashes), key=hashes.count)
+    if hashes.count(common) > 1:
+      outliers += [f"{r['variant']}, seed {r['seed']}" for r in runs
+                   if r["vocab_sha256"] != common]
+  return outliers
+
+
 def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str]:
   name = document["study"]
   groups = by_variant(document)
@@ -228,6 +248,10 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
   lines += study_table(groups, best) + [""]
   if missing:
     lines += ["Not run yet: " + "; ".join(missing) + ".", ""]
+  outliers = vocabulary_outliers(records)
+  if outliers:
+    lines += ["Learned a vocabulary that differs (by a token or two at the cut) from the "
+              "other runs on the same sentences: " + "; ".join(outliers) + ".", ""]
   if name == "seq_length":
     lines += [image("accuracy by length", length_figure(groups, figures, name), markdown_dir)]
   if name == "model_size":
