@@ -9,7 +9,8 @@ once), and an interrupted one resumes from its last checkpoint. After every
 run, `OUT/<study>.json` is rewritten with all records so far: per (variant,
 seed) the config changes, the best validation epoch's metrics, the test
 metrics at that epoch, test accuracy by pair length, the per-epoch history,
-the parameter count, the wall time and the device. `--tiny` trains the first
+the parameter count, the wall time and the device. `--collect` trains
+nothing and writes the file from the finished runs. `--tiny` trains the first
 variant with a tiny model for one epoch on 10% of the train split, one seed,
 into `experiments/results/studies_tiny/` unless `--out` is given (the smoke
 test of the study).
@@ -88,9 +89,10 @@ def run_one(config: Config, workdir: Path, data_dir: str | None) -> dict[str, An
 
 
 def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: str | None,
-              tiny: bool = False, only: str | None = None) -> Path:
+              tiny: bool = False, only: str | None = None, collect: bool = False) -> Path:
   """Trains (or reads back) every run of study `name`, or of its variants whose
-  name contains `only`; returns its results file."""
+  name contains `only`; with `collect`, only reads back the finished runs.
+  Returns its results file."""
   study: Study = STUDIES[name]
   variants = {k: v for k, v in study.variants.items() if only is None or only in k}
   variants = dict(list(variants.items())[:1]) if tiny else variants
@@ -103,6 +105,8 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
     for seed in seeds:
       config = variant_config(variant, seed, tiny)
       workdir = workdirs / config_hash(config)
+      if collect and not (workdir / "results.json").exists():
+        continue
       results = run_one(config, workdir, data_dir)
       history = [json.loads(line) for line in
                  (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -146,13 +150,15 @@ def main() -> None:
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--only", metavar="TEXT",
                       help="run only the variants whose name contains TEXT")
+  parser.add_argument("--collect", action="store_true",
+                      help="train nothing: write the results file from the finished runs")
   parser.add_argument("--tiny", action="store_true",
                       help="first variant, tiny model, one epoch, one seed")
   args = parser.parse_args()
   out = args.out or Path(f"experiments/results/studies{'_tiny' if args.tiny else ''}")
   try:
     print(run_study(args.study, args.seeds, out, args.workdirs, args.data_dir, args.tiny,
-                    args.only))
+                    args.only, args.collect))
   except (data.DataError, ValueError) as e:
     sys.exit(f"error: {e}")
 
