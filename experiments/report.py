@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from studies import STUDIES  # noqa: E402
 
 MAX_LENGTHS = (32, 64, 128)
+MIN_SEEDS = 3  # a variant competes for the best runs overall only with this many seeds
 
 
 def mean_std(values: list[float]) -> str:
@@ -200,6 +201,10 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
       ax.errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points],
                   yerr=[statistics.stdev(p[1]) if len(p[1]) > 1 else 0 for p in points],
                   marker="o", capsize=3, label=family)
+      for fraction, accuracies in points:
+        if len(accuracies) < MIN_SEEDS:
+          ax.annotate(f" {len(accuracies)} seed{'s' * (len(accuracies) > 1)}",
+                      (fraction, statistics.mean(accuracies)), fontsize=8)
   test = next(iter(groups.values()))[0]["test"]
   majority = (test["tp"] + test["fn"]) / sum(test[k] for k in ("tp", "fp", "fn", "tn"))
   ax.axhline(majority, color="grey", ls="--", lw=0.8, label='always "paraphrase"')
@@ -267,13 +272,16 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
 
 
 def summary(documents: list[dict]) -> list[str]:
-  """The best from-scratch and pretrained variants over all studies, chosen on validation."""
+  """The best from-scratch and pretrained variants with at least MIN_SEEDS
+  runs over all studies, chosen on validation."""
   lines = ["## Best runs, chosen on validation", "",
+           f"Among the variants run with at least {MIN_SEEDS} seeds.", "",
            "| kind | study: variant | seeds | val accuracy | val F1 | test accuracy | test F1 |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
   for kind in ("from scratch", "pretrained"):
     candidates = {(d["study"], v): rs for d in documents for v, rs in by_variant(d).items()
-                  if STUDIES[d["study"]].variants[v].needs_minilm == (kind == "pretrained")}
+                  if STUDIES[d["study"]].variants[v].needs_minilm == (kind == "pretrained")
+                  and len(rs) >= MIN_SEEDS}
     if not candidates:
       continue
     key = max(candidates, key=lambda k: statistics.mean(score(r["validation"])
