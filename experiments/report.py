@@ -51,8 +51,13 @@ def by_variant(document: dict[str, Any]) -> dict[str, list[dict]]:
   return {name: records for name, records in groups.items() if records}
 
 
-def best_variant(groups: dict[str, list[dict]]) -> str:
-  return max(groups, key=lambda v: statistics.mean(score(r["validation"]) for r in groups[v]))
+def best_variant(groups: dict[str, list[dict]]) -> str | None:
+  """The variant with the best mean validation score among those run with at
+  least MIN_SEEDS seeds; None when fewer than two variants qualify."""
+  eligible = [v for v, records in groups.items() if len(records) >= MIN_SEEDS]
+  if len(eligible) < 2:
+    return None
+  return max(eligible, key=lambda v: statistics.mean(score(r["validation"]) for r in groups[v]))
 
 
 def _save(fig, path: Path) -> Path:
@@ -117,7 +122,7 @@ def data_section(stats: dict, figures: Path, markdown_dir: Path) -> list[str]:
   return lines
 
 
-def study_table(groups: dict[str, list[dict]], best: str) -> list[str]:
+def study_table(groups: dict[str, list[dict]], best: str | None) -> list[str]:
   lines = ["| variant | seeds | val accuracy | val F1 | test accuracy | test F1 | best epochs "
            "| test TP / FP / FN / TN (mean) | parameters | time per run |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -174,20 +179,33 @@ def length_figure(groups: dict[str, list[dict]], figures: Path, name: str) -> Pa
 
 
 def size_figure(groups: dict[str, list[dict]], figures: Path, name: str) -> Path:
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  """Validation accuracy and wall time against parameters, one line per depth,
+  each point labelled with its width."""
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+  by_depth: dict[int, list[tuple]] = {}
   for variant, records in groups.items():
-    params = records[0]["num_parameters"] / 1e6
+    changes = STUDIES[name].variants[variant].changes
     accuracy = [r["validation"]["accuracy"] for r in records]
-    spread = statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0
-    seconds = statistics.mean(r["wall_time_s"] for r in records)
-    axes[0].errorbar(params, statistics.mean(accuracy), yerr=spread, fmt="o", capsize=3)
-    axes[0].annotate(variant, (params, statistics.mean(accuracy)), fontsize=7)
-    axes[1].plot(params, seconds, "o")
-    axes[1].annotate(variant, (params, seconds), fontsize=7)
-  axes[0].set(xscale="log", xlabel="parameters (millions)",
-              ylabel="validation accuracy (mean ± std)", title="Size vs accuracy")
-  axes[1].set(xscale="log", xlabel="parameters (millions)", ylabel="wall time per run (s)",
+    by_depth.setdefault(changes["num_layers"], []).append((
+        records[0]["num_parameters"] / 1e6, changes["d_model"], statistics.mean(accuracy),
+        statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
+        statistics.mean(r["wall_time_s"] for r in records), len(records)))
+  for i, (depth, points) in enumerate(sorted(by_depth.items())):
+    points.sort()
+    label = f"{depth} layer{'s' * (depth > 1)}"
+    axes[0].errorbar([p[0] for p in points], [p[2] for p in points], yerr=[p[3] for p in points],
+                     marker="o", capsize=3, color=f"C{i}", label=label)
+    axes[1].plot([p[0] for p in points], [p[4] for p in points], marker="o", color=f"C{i}",
+                 label=label)
+    for params, width, accuracy, _, seconds, seeds in points:
+      axes[0].annotate(f" {width}" + (f" ({seeds} seeds)" if seeds > 1 else ""),
+                       (params, accuracy), fontsize=7)
+      axes[1].annotate(f" {width}", (params, seconds), fontsize=7)
+  axes[0].set(xlabel="parameters (millions); labels: width", ylabel="validation accuracy",
+              title="Size vs accuracy (mean ± std where several seeds)")
+  axes[1].set(xlabel="parameters (millions); labels: width", ylabel="wall time per run (s)",
               title="Size vs train time")
+  axes[0].legend(fontsize=8)
   return _save(fig, figures / f"{name}.png")
 
 
@@ -241,8 +259,8 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
   missing = [v for v in document["variants"] if v not in groups]
   missing += [v for v in STUDIES[name].variants if v not in document["variants"]]
   records = [r for rs in groups.values() for r in rs]
-  devices = sorted({r["device"] + (f" ({r.get('host_cpus')} cores)" if r["device"] == "cpu"
-                                   else "") for r in records})
+  devices = sorted({r["device"] + (f" ({r['host_cpus']} cores)" if r.get("host_cpus") and
+                                   r["device"] == "cpu" else "") for r in records})
   hours = sum(r["wall_time_s"] for r in records) / 3600
   lines = [f"## {name}", "", f"**Question.** {document['question']}", "",
            f"Command: `{document['command']}`. Machine: {', '.join(devices)}; "
@@ -251,6 +269,8 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
     lines += [document["note"], ""]
   best = best_variant(groups)
   lines += study_table(groups, best) + [""]
+  if best is None:
+    lines += [f"No variant is marked best: fewer than two have {MIN_SEEDS} seeds.", ""]
   if missing:
     lines += ["Not run yet: " + "; ".join(missing) + ".", ""]
   outliers = vocabulary_outliers(records)
@@ -266,8 +286,9 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
     fractions = {v: STUDIES[name].variants[v].changes.get("train_fraction", 1.0) for v in groups}
     lines += [image("accuracy against training pairs",
                     fraction_figure(groups, fractions, figures, name), markdown_dir)]
-  curves = learning_curves(name, best, groups[best], figures)
-  lines += [image(f"learning curves of {best}", curves, markdown_dir), ""]
+  shown = best or next(iter(groups))  # the reference when no variant is marked
+  curves = learning_curves(name, shown, groups[shown], figures)
+  lines += [image(f"learning curves of {shown}", curves, markdown_dir), ""]
   return lines
 
 
@@ -301,7 +322,10 @@ def write_report(results: Path, out: Path, figures: Path) -> None:
            "Written by `PYTHONPATH=. python experiments/report.py` from the JSON files in "
            f"`{os.path.relpath(results, out.parent)}/`; the studies are defined in "
            "`experiments/studies.py`. Mean ± standard deviation over seeds; each run's "
-           "epoch is chosen on validation, and so is the best variant of each study (bold).",
+           "epoch is chosen on validation, and so is the best variant of each study (bold; "
+           f"among variants with at least {MIN_SEEDS} seeds). "
+           "Machine: the device JAX reported for the runs (`studies.py` says where the "
+           "recorded CPU runs were made).",
            ""]
   lines += summary(documents)
   if (results / "data.json").exists():

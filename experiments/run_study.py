@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,7 +122,7 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
           # Learned vocabularies can differ at the cut (see tokenization.train_wordpiece).
           "vocab_sha256": file_hash(workdir / "tokenizer" / "vocab.txt"),
           "wall_time_s": results["wall_time_s"], "device": results["device"],
-          "host_cpus": os.cpu_count(),
+          "host_cpus": results.get("host_cpus"),  # absent from runs made before it was
           "workdir": workdir.name})
       print(f"{name}: {variant_name}, seed {seed}: validation accuracy "
             f"{results['validation']['accuracy']:.4f} F1 {results['validation']['f1']:.4f} "

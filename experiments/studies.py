@@ -7,8 +7,9 @@ of a preset, trained for several seeds by `run_study.py`.
 
 The first variant of a study is its reference. Every run picks its epoch on
 the validation split and scores the test split once with it; studies compare
-variants on validation only. The machine and the wall time of each recorded
-run are written into its results file and shown in RESULTS.md.
+variants on validation only. The device and the wall time of each recorded
+run are written into its results file and shown in RESULTS.md; the CPU runs
+recorded in experiments/results/studies/ were made on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ STUDIES: dict[str, Study] = {
                   "max_length 32": _default(max_length=32),
                   "max_length 128": _default(max_length=128)},
         note="Accuracy by length is on the test split, by words in the pair (tokenizer-"
-             "independent). In the recorded runs, max_length 128 seeds 0 and 1 shared the CPU "
-             "with test runs (351 s and 585 s); seed 2 ran alone in 282 s."),
+             "independent). In the recorded runs, max_length 64 seed 1 and max_length 128 seeds 0 "
+             "and 1 shared the CPU with test runs (210 s, 351 s, 585 s); max_length 128 seed 2 "
+             "ran alone in 282 s."),
     "augmentation": Study(
         question="Do both sentence orders help, in training (label-preserving swap) or in "
                  "scoring (mean of both orders) (seed 9-iv)?",
@@ -102,12 +104,16 @@ STUDIES: dict[str, Study] = {
         note="An all-MiniLM-L6-v2 run on all of train takes about 16 minutes on the 2-core "
              "CPU. Its three runs are the README's `--preset finetune` runs (the same "
              "configs, made with `python -m flax_mrpc.train` before this runner existed; "
-             "seeds 0 and 1 shared the CPU with other work, so their times are long)."),
+             "seeds 0 and 1 shared the CPU with other work, so their times are long). The "
+             "10% seed-0 run shared the CPU with a model_size run."),
     "model_size": Study(
         question="How deep and wide should a from-scratch model be (seed 9-iii)?",
         variants={f"{layers} layer{'s' * (layers > 1)} x {width}": _default(
             num_layers=layers, d_model=width, d_ff=4 * width)
-                  for layers in (2, 1, 4) for width in (128, 64, 256)}),
+                  for layers in (2, 1, 4) for width in (128, 64, 256)},
+        note="Heads stay 4 and the feed-forward width is 4x the model width. In the recorded "
+             "runs, 2 layers x 256 shared the CPU with an all-MiniLM-L6-v2 run for 7 of its 10 "
+             "minutes, so its time is long."),
     "hyperparameters": Study(
         question="Which learning rate, batch size, dropout, weight decay and warmup "
                  "(seed 9-ii)? One change at a time from `default`.",

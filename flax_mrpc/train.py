@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -351,6 +352,7 @@ def train_and_evaluate(
       "tokenizer_vocab_size": len(tokenizer),
       "wall_time_s": time.time() - start,
       "device": str(jax.devices()[0].device_kind),
+      "host_cpus": os.cpu_count(),
       "versions": {"jax": jax.__version__, "flax": flax.__version__},
   }
   if main:
