@@ -26,6 +26,8 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from flax_mrpc.train import mrpc_score  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from studies import STUDIES  # noqa: E402
 
@@ -37,10 +39,6 @@ def mean_std(values: list[float]) -> str:
   if len(values) < 2:
     return f"{values[0]:.4f}"
   return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
-def score(metrics: dict[str, float]) -> float:
-  return (metrics["accuracy"] + metrics["f1"]) / 2
 
 
 def by_variant(document: dict[str, Any]) -> dict[str, list[dict]]:
@@ -57,7 +55,8 @@ def best_variant(groups: dict[str, list[dict]]) -> str | None:
   eligible = [v for v, records in groups.items() if len(records) >= MIN_SEEDS]
   if len(eligible) < 2:
     return None
-  return max(eligible, key=lambda v: statistics.mean(score(r["validation"]) for r in groups[v]))
+  return max(eligible,
+             key=lambda v: statistics.mean(mrpc_score(r["validation"]) for r in groups[v]))
 
 
 def _save(fig, path: Path) -> Path:
@@ -305,7 +304,7 @@ def summary(documents: list[dict]) -> list[str]:
                   and len(rs) >= MIN_SEEDS}
     if not candidates:
       continue
-    key = max(candidates, key=lambda k: statistics.mean(score(r["validation"])
+    key = max(candidates, key=lambda k: statistics.mean(mrpc_score(r["validation"])
                                                         for r in candidates[k]))
     rs = candidates[key]
     cells = [mean_std([r[s][m] for r in rs]) for s in ("validation", "test")

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from flax_mrpc import batching, data, data_sources, parallel, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import PRESETS, Config, ModelConfig, TrainConfig, get_preset
-from flax_mrpc.inference import pair_probabilities
+from flax_mrpc.inference import encode_views, pair_probabilities
 from flax_mrpc.metrics import classification_metrics
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
@@ -208,15 +208,14 @@ def train_and_evaluate(
   parallel.barrier("tokenizer")
   if not main:  # the main process's vocabulary: learning it here could differ
     tokenizer = build_tokenizer(config, splits, workdir, resuming=True)
-  encoded = {name: tokenization.encode_pairs(tokenizer, examples, mc.max_length)
-             for name, examples in splits.items()}
+  # What validation and test are scored on: the pairs, and swapped with symmetric_eval.
+  eval_views = {name: encode_views(tokenizer, splits[name], mc.max_length, tc.symmetric_eval)
+                for name in ("validation", "test")}
+  encoded = {"train": tokenization.encode_pairs(tokenizer, splits["train"], mc.max_length),
+             **{name: views[0] for name, views in eval_views.items()}}
   truncated = {name: split.num_truncated for name, split in encoded.items()}
   _log(f"pairs: { {k: len(v) for k, v in encoded.items()} }; longer than max_length "
        f"{mc.max_length} (truncated): {truncated}")
-  # What validation and test are scored on: the pairs, and swapped with symmetric_eval.
-  eval_views = {name: [encoded[name]] + (
-      [tokenization.encode_pairs(tokenizer, splits[name], mc.max_length, swap=True)]
-      if tc.symmetric_eval else []) for name in ("validation", "test")}
 
   train_features = encoded["train"].features()
   if tc.swap_augment:
