@@ -36,8 +36,15 @@ def _layer_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
   )
 
 
-def _dropout(x: jax.Array, layer: nnx.Dropout, rngs: nnx.Rngs | None) -> jax.Array:
-  return layer(x, deterministic=rngs is None, rngs=rngs)
+def _dropout(x: jax.Array, layer: nnx.Dropout, rngs: nnx.Rngs | None,
+             full_shape: tuple[int, ...] | None = None) -> jax.Array:
+  """Dropout of `x`. With `full_shape`, `x` is the leading slice of a tensor of
+  that shape (its first query row, say) and gets the part of the mask that the
+  whole tensor would draw: the same key, the same bits."""
+  if full_shape is None or rngs is None:
+    return layer(x, deterministic=rngs is None, rngs=rngs)
+  scale = layer(jnp.ones(full_shape, x.dtype), deterministic=False, rngs=rngs)
+  return x * scale[tuple(slice(0, n) for n in x.shape)]
 
 
 class PreProcess(nnx.Module):
@@ -115,12 +122,15 @@ class MultiHeadAttention(nnx.Module):
     b, s, d = x.shape
     return x.reshape(b, s, self.num_heads, d // self.num_heads).transpose(0, 2, 1, 3)
 
-  def attention_weights(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
-    """[batch, seq, hidden], [batch, seq] mask -> [batch, heads, query, key] weights.
+  def attention_weights(self, x: jax.Array, attention_mask: jax.Array,
+                        first_query_only: bool = False) -> jax.Array:
+    """[batch, seq, hidden], [batch, seq] mask -> [batch, heads, query, key]
+    weights; query is 1 (the first position) with `first_query_only`.
 
     Softmax is taken in float32 whatever the compute dtype.
     """
-    q, k = self._heads(self.q(x)), self._heads(self.k(x))
+    queries = x[:, :1] if first_query_only else x
+    q, k = self._heads(self.q(queries)), self._heads(self.k(x))
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
     scores = scores / jnp.sqrt(jnp.float32(q.shape[-1]))
     if self.use_mask:
@@ -129,11 +139,15 @@ class MultiHeadAttention(nnx.Module):
     return jax.nn.softmax(scores, axis=-1)
 
   def __call__(
-      self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None
+      self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
+      first_query_only: bool = False,
   ) -> jax.Array:
-    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden]."""
-    weights = self.attention_weights(x, attention_mask).astype(x.dtype)
-    weights = _dropout(weights, self.attention_dropout, rngs)
+    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden], or
+    [batch, 1, hidden] (the first position's output alone) with
+    `first_query_only`: the same values and dropout at a fraction of the work."""
+    weights = self.attention_weights(x, attention_mask, first_query_only).astype(x.dtype)
+    b, h, _, s = weights.shape
+    weights = _dropout(weights, self.attention_dropout, rngs, (b, h, s, s))
     v = self._heads(self.v(x))
     out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
     b, h, s, dh = out.shape
@@ -161,17 +175,23 @@ class EncoderLayer(nnx.Module):
     return self.output(h)
 
   def __call__(
-      self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None
+      self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
+      first_token_only: bool = False,
   ) -> jax.Array:
-    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden]."""
+    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden], or
+    [batch, 1, hidden] with `first_token_only`: the first position attends to
+    every key, and only its row goes through the rest of the layer."""
+    full_shape = x.shape if first_token_only else None
+    attend = lambda y: self.attention(y, attention_mask, rngs=rngs,
+                                      first_query_only=first_token_only)
+    residual = x[:, :1] if first_token_only else x
     if self.pre_norm:
-      x = x + _dropout(self.attention(self.attention_norm(x), attention_mask, rngs=rngs),
-                       self.dropout, rngs)
-      return x + _dropout(self._feed_forward(self.output_norm(x)), self.dropout, rngs)
-    x = self.attention_norm(
-        x + _dropout(self.attention(x, attention_mask, rngs=rngs), self.dropout, rngs)
-    )
-    return self.output_norm(x + _dropout(self._feed_forward(x), self.dropout, rngs))
+      x = residual + _dropout(attend(self.attention_norm(x)), self.dropout, rngs, full_shape)
+      return x + _dropout(self._feed_forward(self.output_norm(x)), self.dropout, rngs,
+                          full_shape)
+    x = self.attention_norm(residual + _dropout(attend(x), self.dropout, rngs, full_shape))
+    return self.output_norm(
+        x + _dropout(self._feed_forward(x), self.dropout, rngs, full_shape))
 
 
 class Encoder(nnx.Module):
@@ -191,11 +211,18 @@ class Encoder(nnx.Module):
       match_ids: jax.Array | None = None,
       *,
       rngs: nnx.Rngs | None = None,
+      first_token_only: bool = False,
   ) -> jax.Array:
-    """[batch, seq] ids, segment ids, mask (, match ids) -> [batch, seq, hidden]."""
+    """[batch, seq] ids, segment ids, mask (, match ids) -> [batch, seq, hidden].
+
+    With `first_token_only`: [batch, 1, hidden], the first position's state
+    alone, equal to `[:, :1]` of the full output (dropout included); the last
+    layer then runs its queries, feed-forward and norms on that one row.
+    """
     x = self.embeddings(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
-    for layer in self.layers:
-      x = layer(x, attention_mask, rngs=rngs)
+    for i, layer in enumerate(self.layers):
+      last = i == len(self.layers) - 1
+      x = layer(x, attention_mask, rngs=rngs, first_token_only=first_token_only and last)
     if self.final_norm is not None:
       x = self.final_norm(x)
     return x
@@ -221,8 +248,8 @@ class PairClassifier(nnx.Module):
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
     """[batch, seq] inputs -> [batch, hidden] pair representation."""
-    hidden = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
-    first = hidden[:, 0]
+    first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs,
+                         first_token_only=True)[:, 0]
     return jnp.tanh(self.pooler(first)) if self.pooler is not None else first
 
   def __call__(

@@ -114,6 +114,30 @@ def test_bfloat16_compute_keeps_float32_params():
   assert np.isfinite(np.asarray(model(ids, types, mask))).all()
 
 
+@pytest.mark.parametrize("variant", [{"norm": "post"}, {"norm": "pre"},
+                                     {"seed_embedding": True, "mask_attention": False}])
+def test_first_token_only_equals_the_full_encoder_under_dropout(variant):
+  config = ModelConfig(**{**SMALL.__dict__, **variant, "dropout": 0.3,
+                          "attention_dropout": 0.3})
+  encoder = Encoder(config, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(encoder)
+  ids, types, mask = _inputs()
+
+  def first_state(params, first_token_only):
+    model = nnx.merge(graphdef, params)
+    hidden = model(ids, types, mask, rngs=nnx.Rngs(dropout=7), first_token_only=first_token_only)
+    return hidden[:, 0]
+
+  full, pruned = first_state(params, False), first_state(params, True)
+  np.testing.assert_allclose(np.asarray(pruned), np.asarray(full), rtol=1e-5, atol=1e-6)
+  without_dropout = nnx.merge(graphdef, params)(ids, types, mask)[:, 0]
+  assert np.abs(np.asarray(full - without_dropout)).max() > 1e-3  # dropout was on
+  loss = lambda params, flag: jnp.sum(jnp.sin(first_state(params, flag)))
+  grads_full, grads_pruned = jax.grad(loss)(params, False), jax.grad(loss)(params, True)
+  for a, b in zip(jax.tree.leaves(grads_full), jax.tree.leaves(grads_pruned)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
 def test_bad_model_config_is_refused():
   with pytest.raises(ValueError, match="divisible"):
     ModelConfig(d_model=30, num_heads=4)

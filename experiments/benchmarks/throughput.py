@@ -14,8 +14,11 @@ Models:  seed       the seed's shape: 1 layer, 512 wide, 8 heads, seq 64,
                     baseline: transformers' BertForSequenceClassification
                     (random weights), eager, AdamW, bf16 autocast for bfloat16.
 Random token batches of full length; each row is the mean of --steps timed
-steps after two warm-up steps (compile time reported separately). MFU counts
-6 x (non-embedding parameters) x tokens + the attention matmuls, per second,
+steps after two warm-up steps (compile time reported separately).
+PairClassifier runs its last layer on the [CLS] row alone (the logit needs no
+other); --all-positions adds a row that runs it on every position, as the
+PyTorch models do: the framework-against-framework comparison. MFU counts
+the matmul FLOPs each row's model computes (flops_per_example), per second,
 against --peak-tflops when given.
 """
 
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -46,6 +50,14 @@ MODELS = {
 TRAIN = TrainConfig(learning_rate=1e-4, schedule="constant", warmup_fraction=0.0)
 
 
+class AllPositionsClassifier(PairClassifier):
+  """PairClassifier whose last layer runs on every position, then keeps the first."""
+
+  def pooled(self, input_ids, token_type_ids, attention_mask, match_ids=None, *, rngs=None):
+    first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)[:, 0]
+    return jnp.tanh(self.pooler(first)) if self.pooler is not None else first
+
+
 def random_batch(config: ModelConfig, batch_size: int) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(0)
   shape = (batch_size, config.max_length)
@@ -60,17 +72,24 @@ def random_batch(config: ModelConfig, batch_size: int) -> dict[str, np.ndarray]:
   }
 
 
-def flops_per_example(config: ModelConfig) -> float:
-  """Training FLOPs of one example: 6 x matmul parameters x tokens, plus the
-  two attention matmuls (forward 4 x seq^2 x width per layer, x3 for training)."""
-  per_layer = 4 * config.d_model ** 2 + 2 * config.d_model * config.d_ff
-  seq = config.max_length
-  return 6 * per_layer * config.num_layers * seq + 12 * config.num_layers * seq ** 2 * config.d_model
+def flops_per_example(config: ModelConfig, all_positions: bool) -> float:
+  """Training FLOPs of one example that the row's model computes: 6 x matmul
+  parameters x tokens, plus the two attention matmuls (forward 4 x queries x
+  seq x width per layer, x3 for training). Without `all_positions` the last
+  layer projects keys and values for every token and the rest for one."""
+  d, seq, layers = config.d_model, config.max_length, config.num_layers
+  per_token = 4 * d ** 2 + 2 * d * config.d_ff
+  full_layer = 6 * per_token * seq + 12 * seq * seq * d
+  if all_positions:
+    return layers * full_layer
+  last_layer = 6 * (2 * d ** 2 * seq + (per_token - 2 * d ** 2)) + 12 * seq * d
+  return (layers - 1) * full_layer + last_layer
 
 
-def time_flax(config: ModelConfig, mode: str, batch_size: int, num_steps: int):
+def time_flax(config: ModelConfig, mode: str, batch_size: int, num_steps: int,
+              model_class: type[PairClassifier] = PairClassifier):
   """(compile seconds, seconds per step) of the train step under `mode`."""
-  graphdef, params = nnx.split(PairClassifier(config, rngs=nnx.Rngs(0)))
+  graphdef, params = nnx.split(model_class(config, rngs=nnx.Rngs(0)))
   tx = make_optimizer(TRAIN, 1000)
   runner = DataParallel(mode, graphdef, tx, pos_weight=None)
   state = runner.put_state(steps.TrainState.create(params, tx))
@@ -141,10 +160,12 @@ def main() -> None:
   parser.add_argument("--modes", nargs="+", default=["none"], choices=["none", "sharding", "pmap"])
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--torch", action="store_true", help="also time the PyTorch baselines")
+  parser.add_argument("--all-positions", action="store_true",
+                      help="also time the first mode with the last layer on every position")
   parser.add_argument("--peak-tflops", type=float, help="the device's peak, for MFU")
   args = parser.parse_args()
   print(f"{jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}")
-  print(f"{'model':9} {'dtype':8} {'batch':>5} {'run':18} {'ex/s':>9} {'compile s':>9} {'MFU':>6}")
+  print(f"{'model':9} {'dtype':8} {'batch':>5} {'run':34} {'ex/s':>9} {'compile s':>9} {'MFU':>6}")
   for name in args.models:
     for dtype in args.dtypes:
       config = dataclasses.replace(MODELS[name], dtype=dtype)
@@ -152,16 +173,20 @@ def main() -> None:
         rows = []
         for mode in args.modes:
           compile_s, per_step = time_flax(config, mode, batch_size, args.steps)
-          rows.append((f"flax_mrpc {mode}", per_step, compile_s))
+          rows.append((f"flax_mrpc {mode}", per_step, compile_s, False))
+        if args.all_positions:
+          compile_s, per_step = time_flax(config, args.modes[0], batch_size, args.steps,
+                                          AllPositionsClassifier)
+          rows.append((f"flax_mrpc {args.modes[0]}, all positions", per_step, compile_s, True))
         if args.torch:
           rows.append(("PyTorch eager", time_torch(name, config, dtype, batch_size, args.steps),
-                       None))
-        for run, per_step, compile_s in rows:
+                       None, True))
+        for run, per_step, compile_s, all_positions in rows:
           rate = batch_size / per_step
           mfu = "" if not args.peak_tflops else \
-              f"{rate * flops_per_example(config) / (args.peak_tflops * 1e12):6.1%}"
+              f"{rate * flops_per_example(config, all_positions) / (args.peak_tflops * 1e12):6.1%}"
           compiled = "" if compile_s is None else f"{compile_s:9.1f}"
-          print(f"{name:9} {dtype:8} {batch_size:5} {run:18} {rate:9.1f} {compiled:>9} {mfu:>6}")
+          print(f"{name:9} {dtype:8} {batch_size:5} {run:34} {rate:9.1f} {compiled:>9} {mfu:>6}")
 
 
 if __name__ == "__main__":
