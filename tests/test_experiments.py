@@ -87,12 +87,28 @@ def test_throughput_benchmark_runs():
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   proc = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "benchmarks" / "throughput.py"),
-       "--batch-sizes", "2", "--steps", "1", "--torch", "--peak-tflops", "1"],
+       "--batch-sizes", "2", "--steps", "1", "--torch", "--all-positions", "--peak-tflops", "1"],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
-  rows = [line.split() for line in proc.stdout.splitlines()[2:]]
-  assert [r[3:5] for r in rows] == [["flax_mrpc", "none"], ["PyTorch", "eager"]]
-  assert all(float(r[5]) > 0 and r[-1].endswith("%") for r in rows)  # examples/s and MFU
+  rows = {line[25:59].strip(): line[59:].split() for line in proc.stdout.splitlines()[2:]}
+  assert list(rows) == ["flax_mrpc none", "flax_mrpc none, all positions", "PyTorch eager"]
+  assert all(float(r[0]) > 0 and r[-1].endswith("%") for r in rows.values())  # ex/s, MFU
+
+
+def test_step_profile_splits_the_step_by_phase_and_kind():
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "step_profile.py"),
+       "--batch-size", "2", "--steps", "1"],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  rows = {line[:22].strip(): [float(v) for v in line[22:].split()]
+          for line in proc.stdout.splitlines()[2:]}
+  assert list(rows) == ["matmul", "embedding-table sized", "random bits", "other", "total"]
+  forward, backward, _, total = rows["matmul"]
+  assert forward > 0 and backward > 0 and total > 0
+  assert rows["embedding-table sized"][2] > 0  # AdamW over the word embeddings
+  assert rows["random bits"][0] > 0  # dropout masks, drawn in the forward pass
 
 
 def test_data_sources_benchmark_runs(mrpc_dir):

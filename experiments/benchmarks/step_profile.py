@@ -1,0 +1,113 @@
+"""Where does one train step spend its time on this backend?
+
+Command: PYTHONPATH=. python experiments/benchmarks/step_profile.py \
+             [--model seed | --pretrained PATH] [--batch-size 32] [--steps 5]
+Machine: any XLA:CPU; about a minute on a 2-core CPU. It traces `--steps`
+train steps (after two warm-ups) with XLA:CPU's per-op trace events, maps each
+op to the compiled HLO, and sums its time (over all threads) by the step's
+phase (forward, backward, optimizer) and by kind: matmuls, ops as large as the
+word-embedding table, random bits (dropout masks), and the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from flax_mrpc import steps  # noqa: E402
+from flax_mrpc.modules import PairClassifier  # noqa: E402
+from flax_mrpc.optim import make_optimizer  # noqa: E402
+from flax_mrpc.pretrained import load_pretrained  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from throughput import MODELS, TRAIN, random_batch  # noqa: E402
+
+
+def op_kinds(hlo_text: str, vocab_size: int) -> dict[str, tuple[str, str]]:
+  """HLO instruction name -> (phase, kind), from the optimized HLO's metadata."""
+  kinds = {}
+  for line in hlo_text.splitlines():
+    match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) .*op_name=\"([^\"]*)\"", line)
+    if not match:
+      continue
+    name, shape, op_name = match.groups()
+    phase = ("backward" if "transpose(jvp" in op_name else
+             "forward" if "jvp(" in op_name else "optimizer and rest")
+    if "dot" in line.split(" = ", 1)[1].split("(")[0] or "dot_general" in op_name:
+      kind = "matmul"
+    elif any(word in op_name for word in ("random_bits", "threefry", "bernoulli")):
+      kind = "random bits"
+    elif f"[{vocab_size}," in shape:
+      kind = "embedding-table sized"
+    else:
+      kind = "other"
+    kinds[name] = (phase, kind)
+  return kinds
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  source = parser.add_mutually_exclusive_group()
+  source.add_argument("--model", default="seed", choices=sorted(MODELS))
+  source.add_argument("--pretrained", help="a BERT checkpoint folder, at max_length 64")
+  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--steps", type=int, default=5)
+  args = parser.parse_args()
+
+  if args.pretrained:
+    model, config, _ = load_pretrained(args.pretrained, max_length=64)
+  else:
+    config = MODELS[args.model]
+    model = PairClassifier(config, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  tx = make_optimizer(TRAIN, 1000)
+  state = steps.TrainState.create(params, tx)
+  batch = {k: jnp.asarray(v) for k, v in random_batch(config, args.batch_size).items()}
+  rng = jax.random.key(0)
+  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=None),
+                 donate_argnums=0)
+  kinds = op_kinds(step.lower(state, batch, rng).compile().as_text(), config.vocab_size)
+  for _ in range(2):
+    state, metrics = step(state, batch, rng)
+  jax.block_until_ready(metrics)
+
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir):
+      for _ in range(args.steps):
+        state, metrics = step(state, batch, rng)
+      jax.block_until_ready(metrics)
+    trace = next(Path(trace_dir).rglob("*.xplane.pb"))
+    profile = jax.profiler.ProfileData.from_file(str(trace))
+    totals = collections.Counter()
+    for plane in profile.planes:
+      for line in plane.lines:
+        for event in line.events:
+          if event.name in kinds:
+            totals[kinds[event.name]] += event.duration_ns / 1e6 / args.steps
+
+  print(f"{jax.devices()[0].device_kind}, batch {args.batch_size}, "
+        f"ms per step summed over threads")
+  phases = ["forward", "backward", "optimizer and rest"]
+  print(f"{'kind':22}" + "".join(f"{p:>20}" for p in phases) + f"{'total':>10}")
+  for kind in ["matmul", "embedding-table sized", "random bits", "other"]:
+    row = [totals[(p, kind)] for p in phases]
+    print(f"{kind:22}" + "".join(f"{v:20.1f}" for v in row) + f"{sum(row):10.1f}")
+  print(f"{'total':22}" + "".join(
+      f"{sum(v for (p, _), v in totals.items() if p == phase):20.1f}" for phase in phases)
+      + f"{sum(totals.values()):10.1f}")
+
+
+if __name__ == "__main__":
+  main()
