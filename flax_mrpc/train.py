@@ -11,8 +11,9 @@ workdir: `results.json`, `metrics.jsonl` (one object per epoch),
 checkpoints in `checkpoints/` and, with tensorboardX installed, TensorBoard
 event files in `tensorboard/`. Rerunning the same command resumes from the
 latest checkpoint; SIGTERM/SIGINT save one and exit with status 75. With
-several processes (`--multi-host`), process 0 writes these files and the
-workdir must be a folder every process sees.
+several processes (`--multi-host`), process 0 writes these files, the
+workdir must be a folder every process sees, and a SIGTERM to any process
+stops them all at one agreed step (JAX's preemption service).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import flax
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from flax_mrpc import batching, data, data_sources, parallel, pretrained, steps, tokenization
@@ -139,16 +141,26 @@ def write_predictions(path: Path, idx: np.ndarray, probabilities: np.ndarray) ->
 
 
 @contextlib.contextmanager
-def _preemption_flag():
-  """Turns SIGTERM/SIGINT into a flag the loop reads at each step boundary."""
+def _stop_requests():
+  """Yields `should_stop(step)`, asked after every train step.
+
+  One process: True once SIGTERM or SIGINT has arrived. Several processes:
+  JAX's preemption service owns SIGTERM; a notice to any process makes
+  `should_stop` True on every process at one agreed step, so they save the
+  same checkpoint and none waits in a collective for the others.
+  """
+  if jax.process_count() > 1:
+    yield multihost_utils.reached_preemption_sync_point
+    return
   flag = threading.Event()
+  should_stop = lambda step: flag.is_set()
   if threading.current_thread() is not threading.main_thread():
-    yield flag
+    yield should_stop
     return
   previous = {sig: signal.signal(sig, lambda *_: flag.set())
               for sig in (signal.SIGTERM, signal.SIGINT)}
   try:
-    yield flag
+    yield should_stop
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)
@@ -265,7 +277,8 @@ def train_and_evaluate(
       with open(workdir / "metrics.jsonl", "w") as f:
         f.writelines(json.dumps(record) + "\n" for record in loop["history"])
 
-    with _preemption_flag() as preempted:
+    with _stop_requests() as should_stop:
+      stop = False
       while loop["epoch"] <= tc.epochs:
         epoch = loop["epoch"]
         best_epoch = loop["best"]["epoch"] if loop["best"] else 0
@@ -290,17 +303,18 @@ def train_and_evaluate(
           count += step_metrics["count"]
           loop["batch"] += 1
           step = (epoch - 1) * steps_per_epoch + loop["batch"]
+          stop = should_stop(step)
           save_now = bool(checkpoint_every_steps) and step % checkpoint_every_steps == 0
-          if save_now or preempted.is_set() or loop["batch"] % 20 == 0:
+          if save_now or stop or loop["batch"] % 20 == 0:
             mean_loss = float(loss_sum / count)
             _check_finite(mean_loss, checkpointer, step)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
           if loop["batch"] == steps_per_epoch:
             break  # the epoch-end checkpoint follows
-          if save_now or preempted.is_set():
+          if save_now or stop:
             loop.update(loss_sum=float(loss_sum), count=float(count))
             checkpointer.save(runner.host_state(state), loop)
-          if preempted.is_set():
+          if stop:
             raise _preempted(checkpointer, step, workdir)
         train_loss = float(loss_sum / count)
         _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
@@ -326,7 +340,7 @@ def train_and_evaluate(
         tensorboard.write(record)
         _log(f"epoch {epoch}: train loss {train_loss:.4f}, validation accuracy "
              f"{validation['accuracy']:.4f} F1 {validation['f1']:.4f}")
-        if preempted.is_set():
+        if stop:
           raise _preempted(checkpointer, record["step"], workdir)
 
     best = loop["best"]

@@ -3,6 +3,8 @@ draws the same dropout masks as one device; tests/test_parallel.py)."""
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -26,19 +28,33 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_as_one_device(mrpc_dir, tmp_path):
+def _start_workers(mrpc_dir, workdir, *flags):
+  """Processes 1 and 0 of a 2-process run, 2 CPU devices each."""
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir),
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   address = f"localhost:{_free_port()}"
-  workers = [subprocess.Popen(
-      [sys.executable, "-m", "flax_mrpc.train", *RUN, "--workdir", str(tmp_path / "multi"),
+  return [subprocess.Popen(
+      [sys.executable, "-m", "flax_mrpc.train", *RUN, *flags, "--workdir", str(workdir),
        "--multi-host", "--coordinator-address", address, "--num-processes", "2",
        "--process-id", str(i)], env=env, stderr=subprocess.PIPE, text=True)
       for i in (1, 0)]
+
+
+def _stderr_of(workers, timeout):
+  """Each worker's stderr once all have exited; kills them all if one hangs."""
+  try:
+    return [w.communicate(timeout=timeout)[1] for w in workers]
+  finally:
+    for w in workers:
+      w.kill()
+
+
+def test_two_processes_train_as_one_device(mrpc_dir, tmp_path):
+  workers = _start_workers(mrpc_dir, tmp_path / "multi")
   config = get_preset("tiny").replace(epochs=2, train_fraction=0.1)
   train.train_and_evaluate(config, tmp_path / "single", mrpc_dir, progress=False,
                            parallel_mode="none")
-  logs = [w.communicate(timeout=600)[1] for w in workers]
+  logs = _stderr_of(workers, timeout=600)
   assert [w.returncode for w in workers] == [0, 0], logs
   assert "epoch 2:" in logs[1] and "epoch 2:" not in logs[0]  # only process 0 logs
 
@@ -55,3 +71,16 @@ def test_two_processes_train_as_one_device(mrpc_dir, tmp_path):
   assert [h["validation"] for h in multi_history] == [h["validation"] for h in history]
   assert np.ptp(predictions[:, 2]) > 1e-4  # distinct scores, so the comparison means something
   np.testing.assert_allclose(multi_predictions, predictions, atol=2e-6)
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(mrpc_dir, tmp_path):
+  workers = _start_workers(mrpc_dir, tmp_path, "--epochs", "40")
+  for line in workers[1].stderr:  # process 0 logs each epoch
+    if line.startswith("epoch 1:"):
+      break
+  workers[0].send_signal(signal.SIGTERM)  # process 1 alone gets the notice
+  logs = _stderr_of(workers, timeout=300)
+  assert [w.returncode for w in workers] == [train.EXIT_PREEMPTED] * 2, logs
+  stopped = [re.findall(r"stopped by a signal at step (\d+)", log) for log in logs]
+  assert stopped[0] == stopped[1] and len(stopped[0]) == 1, logs
+  assert (tmp_path / "checkpoints" / stopped[0][0]).is_dir()
