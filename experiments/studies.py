@@ -106,7 +106,9 @@ STUDIES: dict[str, Study] = {
              "CPU. Its three runs are the README's `--preset finetune` runs (the same "
              "configs, made with `python -m flax_mrpc.train` before this runner existed; "
              "seeds 0 and 1 shared the CPU with other work, so their times are long). The "
-             "10% seed-0 run shared the CPU with a model_size run."),
+             "10% seed-0 run shared the CPU with a model_size run. The 25% and 50% runs ran alone, "
+             "after the last layer began to run on the [CLS] row alone (the same values, less "
+             "work)."),
     "model_size": Study(
         question="How deep and wide should a from-scratch model be (seed 9-iii)?",
         variants={f"{layers} layer{'s' * (layers > 1)} x {width}": _default(
