@@ -41,7 +41,7 @@ def _dropout(x: jax.Array, layer: nnx.Dropout, rngs: nnx.Rngs | None,
   """Dropout of `x`. With `full_shape`, `x` is the leading slice of a tensor of
   that shape (its first query row, say) and gets the part of the mask that the
   whole tensor would draw: the same key, the same bits."""
-  if full_shape is None or tuple(full_shape) == x.shape or rngs is None:
+  if full_shape is None or rngs is None:
     return layer(x, deterministic=rngs is None, rngs=rngs)
   scale = layer(jnp.ones(full_shape, x.dtype), deterministic=False, rngs=rngs)
   return x * scale[tuple(slice(0, n) for n in x.shape)]
