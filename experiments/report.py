@@ -41,6 +41,11 @@ def mean_std(values: list[float]) -> str:
   return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def mean_validation_score(records: list[dict]) -> float:
+  """Mean over `records` of the validation MRPC score, (accuracy + F1) / 2."""
+  return statistics.mean(mrpc_score(r["validation"]) for r in records)
+
+
 def by_variant(document: dict[str, Any]) -> dict[str, list[dict]]:
   """{variant: its records}, in the study's order, for the variants run."""
   groups = {name: [] for name in document["variants"]}
@@ -55,8 +60,7 @@ def best_variant(groups: dict[str, list[dict]]) -> str | None:
   eligible = [v for v, records in groups.items() if len(records) >= MIN_SEEDS]
   if len(eligible) < 2:
     return None
-  return max(eligible,
-             key=lambda v: statistics.mean(mrpc_score(r["validation"]) for r in groups[v]))
+  return max(eligible, key=lambda v: mean_validation_score(groups[v]))
 
 
 def _save(fig, path: Path) -> Path:
@@ -304,8 +308,7 @@ def summary(documents: list[dict]) -> list[str]:
                   and len(rs) >= MIN_SEEDS}
     if not candidates:
       continue
-    key = max(candidates, key=lambda k: statistics.mean(mrpc_score(r["validation"])
-                                                        for r in candidates[k]))
+    key = max(candidates, key=lambda k: mean_validation_score(candidates[k]))
     rs = candidates[key]
     cells = [mean_std([r[s][m] for r in rs]) for s in ("validation", "test")
              for m in ("accuracy", "f1")]
