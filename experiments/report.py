@@ -238,7 +238,8 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
 
 def vocabulary_outliers(records: list[dict]) -> list[str]:
   """Runs whose learned vocabulary differs from the most common one learned
-  from the same sentences (see `tokenization.train_wordpiece`)."""
+  from the same sentences: runs trained before `tokenization.train_wordpiece`
+  fixed the trainer's tie-breaking."""
   groups: dict[tuple, list[dict]] = {}
   for r in records:
     if r.get("vocab_sha256"):

@@ -27,15 +27,23 @@ def train_wordpiece(
   """Learns a WordPiece vocabulary of at most `vocab_size` entries from
   `sentences`, writes `save_dir/vocab.txt` and returns its tokenizer.
 
-  The trainer numbers the tokens in a varying order, so they are written
-  sorted (special tokens first). It also breaks ties between equally
-  frequent merges in an order that varies between processes: at the
-  vocabulary's cut, about one run in six learns a token or two differently.
+  The same sentences always give the same vocabulary. The trainer breaks
+  ties between equally frequent merges by token id, and numbers the
+  `##`-prefixed characters in hash-map order, which varies between processes
+  (huggingface/tokenizers#1794). Declaring the characters and then the
+  `##`-characters up front, each in code-point order, fixes every id at one
+  of the numberings the trainer itself can draw; the trainer adds exactly
+  those tokens anyway (every character is kept: none maps to [UNK]).
   """
   wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
+  words = {word for sentence in sentences
+           for word, _ in wordpiece.pre_tokenizer.pre_tokenize_str(
+               wordpiece.normalizer.normalize_str(sentence))}
+  characters = sorted({char for word in words for char in word})
+  continuing = sorted({"##" + char for word in words for char in word[1:]})
   wordpiece.train_from_iterator(
-      sentences, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-      show_progress=False,
+      sentences, vocab_size=vocab_size, min_frequency=2,
+      special_tokens=SPECIAL_TOKENS + characters + continuing, show_progress=False,
   )
   learned = sorted(set(wordpiece.get_vocab()) - set(SPECIAL_TOKENS))
   save_dir.mkdir(parents=True, exist_ok=True)

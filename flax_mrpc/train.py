@@ -92,10 +92,8 @@ def build_tokenizer(config: Config, splits: dict[str, list[data.Example]], workd
                     resuming: bool = False):
   """The run's tokenizer. One learned on the train split is saved as
   `workdir/tokenizer/vocab.txt` and, when the run resumes, read back from
-  there: the WordPiece trainer breaks ties between equally frequent merges in
-  an order that varies between processes (about one run in six learns a
-  token or two differently), so learning it again could renumber the tokens
-  under the checkpointed embeddings."""
+  there, so a checkpoint's embeddings always meet the vocabulary they were
+  trained with (even if a newer `tokenizers` would learn another)."""
   if config.train.tokenizer == "train":
     saved = workdir / "tokenizer"
     if resuming and (saved / "vocab.txt").is_file():
@@ -218,7 +216,7 @@ def train_and_evaluate(
   if main:
     tokenizer = build_tokenizer(config, splits, workdir, resuming)
   parallel.barrier("tokenizer")
-  if not main:  # the main process's vocabulary: learning it here could differ
+  if not main:  # the main process's vocabulary, read back rather than learned again
     tokenizer = build_tokenizer(config, splits, workdir, resuming=True)
   # What validation and test are scored on: the pairs, and swapped with symmetric_eval.
   eval_views = {name: encode_views(tokenizer, splits[name], mc.max_length, tc.symmetric_eval)

@@ -68,6 +68,16 @@ def test_training_twice_gives_the_same_ids(splits, tmp_path):
   assert a(text)["input_ids"] == b(text)["input_ids"]
 
 
+def test_equally_frequent_merges_go_in_code_point_order(tmp_path):
+  # Six `##` merges of equal count (6) and room for three: the trainer alone
+  # picks any three, depending on its hash-map order (picks these 1 time in 20).
+  words = [first + pair for first in "xyw" for pair in ["ab", "cd", "ef", "gh", "ij", "kl"]]
+  tokenizer = tokenization.train_wordpiece([" ".join(words)] * 2, 35, True, tmp_path)
+  merged = {token for token in tokenizer.get_vocab() if len(token) == 4}
+  assert merged == {"##ab", "##cd", "##ef"}
+  assert len(tokenizer) == 35
+
+
 def test_match_ids_mark_tokens_found_in_the_other_sentence(tokenizer):
   pair = Example("the company said", "the shares rose", 1, 0)
   enc = tokenization.encode_pairs(tokenizer, [pair], max_length=12)
