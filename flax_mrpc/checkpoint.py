@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,21 +57,21 @@ class Checkpointer:
 
   def __init__(self, directory: Path, keep_last: int = 2):
     policies = ocp.checkpoint_managers
+    rank = lambda m: (m["score"], -m["step"])  # ties go to the earlier step, as in the loop
     policy = policies.AnyPreservationPolicy([
-        policies.LatestN(n=keep_last),
-        # Ties go to the earlier step, as in the training loop.
-        policies.BestN(get_metric_fn=lambda m: (m["score"], -m["step"]), n=1,
-                       keep_checkpoints_without_metrics=False),
-    ])
+        policies.LatestN(n=keep_last), policies.BestN(get_metric_fn=rank, n=1)])
     self.manager = ocp.CheckpointManager(
         Path(directory).absolute(),
-        options=ocp.CheckpointManagerOptions(preservation_policy=policy,
+        # With best_fn, orbax writes each checkpoint's metrics to disk and reads
+        # them back when a run resumes; without it BestN would find none there
+        # and drop the best checkpoint of an earlier process.
+        options=ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=rank,
                                              enable_async_checkpointing=True),
     )
 
   def save(self, state: TrainState, meta: dict[str, Any], score: float | None = None) -> None:
     """Starts saving `state` and `meta` at `state.step`; `score` marks an
-    epoch-end checkpoint that competes for best."""
+    epoch-end checkpoint that competes for best (one without ranks below all)."""
     step = int(state.step)
     if step in self.manager.all_steps():
       return
@@ -79,7 +80,7 @@ class Checkpointer:
     self.manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        metrics=None if score is None else {"score": score, "step": step},
+        metrics={"score": -math.inf if score is None else score, "step": step},
     )
 
   def wait(self) -> None:

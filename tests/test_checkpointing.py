@@ -22,7 +22,8 @@ from flax_mrpc.optim import make_optimizer
 from flax_mrpc.steps import TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ["--preset", "tiny", "--epochs", "2", "--no-progress", "--checkpoint-every-steps", "20"]
+RUN = ["--preset", "tiny", "--epochs", "2", "--set", "train_fraction=0.5", "--no-progress",
+       "--checkpoint-every-steps", "20"]
 
 
 def _start(workdir, mrpc_dir):
@@ -177,9 +178,23 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys
       "1", "2", "3.orbax-checkpoint-tmp-1234"]  # nothing deleted
 
 
+def test_a_resumed_run_keeps_the_best_checkpoint_of_the_earlier_process(tmp_path):
+  checkpointer = Checkpointer(tmp_path)
+  checkpointer.save(_small_state(20), {})
+  checkpointer.save(_small_state(29), {}, score=0.9)  # an epoch end: the best
+  checkpointer.close()
+  checkpointer = Checkpointer(tmp_path)  # the run resumes in a new process
+  checkpointer.save(_small_state(40), {})
+  checkpointer.save(_small_state(58), {}, score=0.5)
+  checkpointer.wait()
+  assert checkpointer.steps() == [29, 40, 58]
+  checkpointer.close()
+
+
 def test_a_non_finite_loss_stops_with_a_message(mrpc_dir, tmp_path):
   config = get_preset("tiny").replace(epochs=1, learning_rate=1e30, clip_norm=None,
-                                      warmup_fraction=0.0, schedule="constant")
+                                      warmup_fraction=0.0, schedule="constant",
+                                      train_fraction=0.1)
   with pytest.raises(train.NonFiniteLoss, match="--learning-rate"):
     train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
   assert not (tmp_path / "results.json").exists()
