@@ -94,6 +94,7 @@ def test_finetune_cli_from_a_checkpoint_folder_then_predict(random_bert, mrpc_di
   proc = subprocess.run(
       [sys.executable, "-m", "flax_mrpc.train", "--preset", "finetune", "--pretrained",
        str(random_bert), "--epochs", "1", "--set", "max_length=32", "--set", "dropout=0.0",
+       "--set", "train_fraction=0.1",
        "--workdir", str(workdir), "--no-progress"],
       env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr

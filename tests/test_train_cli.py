@@ -82,7 +82,7 @@ def test_missing_data_dir_is_one_clear_error(tmp_path, capsys):
 
 
 def test_same_seed_same_results(mrpc_dir, tmp_path):
-  config = get_preset("tiny").replace(epochs=1)
+  config = get_preset("tiny").replace(epochs=1, train_fraction=0.25)
   a = train.train_and_evaluate(config, tmp_path / "a", mrpc_dir, progress=False)
   b = train.train_and_evaluate(config, tmp_path / "b", mrpc_dir, progress=False)
   assert a["validation"] == b["validation"] and a["test"] == b["test"]
