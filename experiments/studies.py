@@ -91,7 +91,7 @@ STUDIES: dict[str, Study] = {
                   "both": _default(swap_augment=True, symmetric_eval=True)}),
     "pretrained": Study(
         question="From scratch or from all-MiniLM-L6-v2, and with how many training pairs "
-                 "(seed 9-v)?",
+                 "(seed 9-v)? And which fine-tuning learning rate, chosen on validation?",
         variants={
             "scratch, 10% of train": _default(train_fraction=0.1),
             "scratch, 25%": _default(train_fraction=0.25),
@@ -101,6 +101,7 @@ STUDIES: dict[str, Study] = {
             "all-MiniLM-L6-v2, 25%": _minilm(train_fraction=0.25),
             "all-MiniLM-L6-v2, 50%": _minilm(train_fraction=0.5),
             "all-MiniLM-L6-v2, 100% (finetune)": _minilm(),
+            "all-MiniLM-L6-v2, 100%, lr 1e-4": _minilm(learning_rate=1e-4),
         },
         note="An all-MiniLM-L6-v2 run on all of train takes about 16 minutes on the 2-core "
              "CPU. Its three runs are the README's `--preset finetune` runs (the same "
