@@ -217,7 +217,7 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
   fig, ax = plt.subplots(figsize=(6, 3.5))
   for family in ("scratch", "all-MiniLM-L6-v2"):
     points = sorted((fractions[v], [r["test"]["accuracy"] for r in rs])
-                    for v, rs in groups.items() if v.startswith(family))
+                    for v, rs in groups.items() if v in fractions and v.startswith(family))
     if points:
       ax.errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points],
                   yerr=[statistics.stdev(p[1]) if len(p[1]) > 1 else 0 for p in points],
@@ -287,7 +287,9 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
     lines += [image("size against accuracy and time", size_figure(groups, figures, name),
                     markdown_dir)]
   if name == "pretrained":
-    fractions = {v: STUDIES[name].variants[v].changes.get("train_fraction", 1.0) for v in groups}
+    variants = STUDIES[name].variants  # the curve: variants changing only the share of pairs
+    fractions = {v: variants[v].changes.get("train_fraction", 1.0) for v in groups
+                 if set(variants[v].changes) <= {"train_fraction"}}
     lines += [image("accuracy against training pairs",
                     fraction_figure(groups, fractions, figures, name), markdown_dir)]
   shown = best or next(iter(groups))  # the reference when no variant is marked
