@@ -109,7 +109,7 @@ STUDIES: dict[str, Study] = {
              "seeds 0 and 1 shared the CPU with other work, so their times are long). The "
              "10% seed-0 run shared the CPU with a model_size run. The 25% and 50% runs ran alone, "
              "after the last layer began to run on the [CLS] row alone (the same values, less "
-             "work)."),
+             "work); so did the lr 1e-4 runs, made last."),
     "model_size": Study(
         question="How deep and wide should a from-scratch model be (seed 9-iii)?",
         variants={f"{layers} layer{'s' * (layers > 1)} x {width}": _default(
@@ -119,7 +119,8 @@ STUDIES: dict[str, Study] = {
              "runs, 2 layers x 256 shared the CPU with an all-MiniLM-L6-v2 run for 7 of its 10 "
              "minutes, so its time is long. Seeds 1 and 2 were trained after the last layer began to "
              "run on the [CLS] row alone (the same values, less work), so their times are "
-             "shorter for that reason too; 2 and 4 layers x 256 have seed 0 only."),
+             "shorter for that reason too. Seeds 1 and 2 of 2 and 4 layers x 256 were trained "
+             "last, after the learned vocabulary was made deterministic."),
     "hyperparameters": Study(
         question="Which learning rate, batch size, dropout, weight decay and warmup "
                  "(seed 9-ii)? One change at a time from `default`.",
