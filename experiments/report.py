@@ -216,8 +216,8 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
                     name: str) -> Path:
   fig, ax = plt.subplots(figsize=(6, 3.5))
   for family in ("scratch", "all-MiniLM-L6-v2"):
-    points = sorted((fractions[v], [r["test"]["accuracy"] for r in rs])
-                    for v, rs in groups.items() if v in fractions and v.startswith(family))
+    points = sorted((fraction, [r["test"]["accuracy"] for r in groups[v]])
+                    for v, fraction in fractions.items() if v.startswith(family))
     if points:
       ax.errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points],
                   yerr=[statistics.stdev(p[1]) if len(p[1]) > 1 else 0 for p in points],
@@ -238,8 +238,8 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
 
 def vocabulary_outliers(records: list[dict]) -> list[str]:
   """Runs whose learned vocabulary differs from the most common one learned
-  from the same sentences: runs trained before `tokenization.train_wordpiece`
-  fixed the trainer's tie-breaking."""
+  from the same sentences (runs trained before `tokenization.train_wordpiece`
+  fixed the trainer's tie-breaking drew among several)."""
   groups: dict[tuple, list[dict]] = {}
   for r in records:
     if r.get("vocab_sha256"):

@@ -119,7 +119,7 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
                        "validation_f1": h["validation"]["f1"]} for h in history],
           "num_parameters": results["num_parameters"],
           "num_truncated": results["num_truncated"],
-          # Runs trained before train_wordpiece was deterministic differ at the cut.
+          # Runs trained before train_wordpiece was deterministic may differ at the cut.
           "vocab_sha256": file_hash(workdir / "tokenizer" / "vocab.txt"),
           "wall_time_s": results["wall_time_s"], "device": results["device"],
           "host_cpus": results.get("host_cpus"),  # absent from runs made before it was
