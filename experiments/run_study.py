@@ -9,8 +9,9 @@ once), and an interrupted one resumes from its last checkpoint. After every
 run, `OUT/<study>.json` is rewritten with all records so far: per (variant,
 seed) the config changes, the best validation epoch's metrics, the test
 metrics at that epoch, test accuracy by pair length, the per-epoch history,
-the parameter count, the wall time and the device. `--collect` trains
-nothing and writes the file from the finished runs. `--tiny` trains the first
+the parameter count, the wall time and the device; the records it already
+held of other runs stay (runs trained on another machine, other variants).
+`--collect` trains nothing and writes the file from the finished runs. `--tiny` trains the first
 variant with a tiny model for one epoch on 10% of the train split, one seed,
 into `experiments/results/studies_tiny/` unless `--out` is given (the smoke
 test of the study).
@@ -87,11 +88,25 @@ def run_one(config: Config, workdir: Path, data_dir: str | None) -> dict[str, An
   return train_and_evaluate(config, workdir, data_dir, progress=False)
 
 
+def kept_records(path: Path, study: Study) -> list[dict]:
+  """The records of an earlier `path` that still describe a variant of `study`
+  (same name, preset and changes). A run this call does not redo keeps its
+  record, so neither `--only` nor `--collect` drops runs trained elsewhere,
+  on another machine whose workdirs are not here."""
+  if not path.exists():
+    return []
+  return [r for r in json.loads(path.read_text())["records"]
+          if r["variant"] in study.variants
+          and r["preset"] == study.variants[r["variant"]].preset
+          and r["changes"] == json.loads(json.dumps(study.variants[r["variant"]].changes))]
+
+
 def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: str | None,
               tiny: bool = False, only: str | None = None, collect: bool = False) -> Path:
   """Trains (or reads back) every run of study `name`, or of its variants whose
   name contains `only`; with `collect`, only reads back the finished runs.
-  Returns its results file."""
+  Writes the records into its results file, beside the earlier records of
+  other runs (`kept_records`), and returns the file."""
   study: Study = STUDIES[name]
   variants = {k: v for k, v in study.variants.items() if only is None or only in k}
   variants = dict(list(variants.items())[:1]) if tiny else variants
@@ -99,7 +114,21 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
   test = data_sources.load("local", data_dir)["test"]
   path = out / f"{name}.json"
   out.mkdir(parents=True, exist_ok=True)
-  records = []
+  records = {(r["variant"], r["seed"]): r for r in kept_records(path, study)}
+  order = list(study.variants)
+
+  def write() -> None:
+    document = {"study": name, "question": study.question, "note": study.note,
+                "command": f"PYTHONPATH=. python experiments/run_study.py {name}"
+                           f"{' --tiny' if tiny else ''}",
+                "variants": list(variants) if tiny else order,
+                "seeds": sorted(set(seeds) | {seed for _, seed in records}),
+                "records": [records[k] for k in sorted(
+                    records, key=lambda k: (order.index(k[0]), k[1]))]}
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(document, indent=1) + "\n")
+    partial.replace(path)
+
   for variant_name, variant in variants.items():
     for seed in seeds:
       config = variant_config(variant, seed, tiny)
@@ -109,7 +138,7 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
       results = run_one(config, workdir, data_dir)
       history = [json.loads(line) for line in
                  (workdir / "metrics.jsonl").read_text().splitlines()]
-      records.append({
+      records[variant_name, seed] = {
           "variant": variant_name, "seed": seed, "changes": variant.changes,
           "preset": variant.preset, "best_epoch": results["best_epoch"],
           "validation": results["validation"], "test": results["test"],
@@ -123,17 +152,13 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
           "vocab_sha256": file_hash(workdir / "tokenizer" / "vocab.txt"),
           "wall_time_s": results["wall_time_s"], "device": results["device"],
           "host_cpus": results.get("host_cpus"),  # absent from runs made before it was
-          "workdir": workdir.name})
+          "workdir": workdir.name}
       print(f"{name}: {variant_name}, seed {seed}: validation accuracy "
             f"{results['validation']['accuracy']:.4f} F1 {results['validation']['f1']:.4f} "
             f"({results['wall_time_s']:.0f} s)", file=sys.stderr, flush=True)
-      document = {"study": name, "question": study.question, "note": study.note,
-                  "command": f"PYTHONPATH=. python experiments/run_study.py {name}"
-                             f"{' --tiny' if tiny else ''}",
-                  "variants": list(variants), "seeds": seeds, "records": records}
-      partial = path.with_suffix(".json.partial")
-      partial.write_text(json.dumps(document, indent=1) + "\n")
-      partial.replace(path)
+      write()
+  if records:
+    write()
   return path
 
 
