@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from flax_mrpc.train import mrpc_score  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from studies import STUDIES  # noqa: E402
+from studies import STUDIES, USUAL_RECIPE  # noqa: E402
 
 MAX_LENGTHS = (32, 64, 128)
 MIN_SEEDS = 3  # a variant competes for the best runs overall only with this many seeds
@@ -289,7 +289,8 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
   if name == "pretrained":
     variants = STUDIES[name].variants  # the curve: variants changing only the share of pairs
     fractions = {v: variants[v].changes.get("train_fraction", 1.0) for v in groups
-                 if set(variants[v].changes) <= {"train_fraction"}}
+                 if {k: x for k, x in variants[v].changes.items() if k != "train_fraction"}
+                 in ({}, USUAL_RECIPE)}
     lines += [image("accuracy against training pairs",
                     fraction_figure(groups, fractions, figures, name), markdown_dir)]
   shown = best or next(iter(groups))  # the reference when no variant is marked
