@@ -194,13 +194,14 @@ def _default() -> Config:
 
 
 def _finetune() -> Config:
-  """Fine-tuning a pretrained BERT-family checkpoint (with --pretrained): the
-  usual recipe, lr 5e-5, batch 32, 128 tokens, 3 epochs, 10% warmup, linear
-  decay, with batches of similar length cut to their longest pair (MRPC pairs
-  average 53 tokens). The model fields come from the checkpoint."""
+  """Fine-tuning a pretrained BERT-family checkpoint (with --pretrained): lr
+  1e-4, batch 32, 128 tokens, 6 epochs, 10% warmup, linear decay, the best of
+  the finetune_recipe study on validation (experiments/RESULTS.md), with
+  batches of similar length cut to their longest pair (MRPC pairs average 53
+  tokens). The model fields come from the checkpoint."""
   return Config(
       model=ModelConfig(max_length=128, max_positions=512, pooler=True, activation="gelu"),
-      train=TrainConfig(epochs=3, batch_size=32, learning_rate=5e-5, weight_decay=0.01,
+      train=TrainConfig(epochs=6, batch_size=32, learning_rate=1e-4, weight_decay=0.01,
                         schedule="linear", warmup_fraction=0.1, pad_multiple=16,
                         group_by_length=True),
   )
