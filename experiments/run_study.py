@@ -11,10 +11,10 @@ seed) the config changes, the best validation epoch's metrics, the test
 metrics at that epoch, test accuracy by pair length, the per-epoch history,
 the parameter count, the wall time and the device; the records it already
 held of other runs stay (runs trained on another machine, other variants).
-`--collect` trains nothing and writes the file from the finished runs. `--tiny` trains the first
-variant with a tiny model for one epoch on 10% of the train split, one seed,
-into `experiments/results/studies_tiny/` unless `--out` is given (the smoke
-test of the study).
+`--collect` trains nothing and writes the file from the finished runs.
+`--tiny` trains the first variant with a tiny model for one epoch on 10% of
+the train split, one seed, into `experiments/results/studies_tiny/` unless
+`--out` is given (the smoke test of the study).
 """
 
 from __future__ import annotations
