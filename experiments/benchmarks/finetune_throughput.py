@@ -2,19 +2,23 @@
 against Hugging Face's PyTorch model on the same batches?
 
 Command: PYTHONPATH=. python experiments/benchmarks/finetune_throughput.py \
-             --pretrained PATH [--steps 30] [--torch]
-Machine: any JAX backend; about 5 minutes on a 2-core CPU for all-MiniLM-L6-v2.
+             --pretrained PATH [--steps 30] [--repeats 3] [--torch]
+Machine: any JAX backend; about 12 minutes on a 2-core CPU for all-MiniLM-L6-v2.
          Batches come from the real MRPC train split (first epoch's order),
          `--steps` of them spread evenly over the epoch, timed after every
-         batch shape has compiled (compile s: shapes new to that row). Rows:
+         batch shape has compiled (compile s: shapes new to that row). The
+         rows are timed in turn `--repeats` times, so that a slow spell of
+         the machine hits them alike; s/step is the median. mean seq: tokens
+         per row as run; real: tokens per pair without padding. Rows:
            preset        the finetune preset: length-grouped batches, each cut
                          to its longest pair rounded up to pad_multiple;
            random order  the same padding with plain shuffled batches, which
                          is how Hugging Face's Trainer batches by default
                          (DataCollatorWithPadding: pad to the longest pair);
            PyTorch       (--torch) transformers' BertForSequenceClassification,
-                         eager, AdamW, on the random-order batches padded to
-                         their longest pair, as the Trainer does.
+                         eager, in training mode (dropout on), AdamW, on the
+                         random-order batches padded to their longest pair, as
+                         the Trainer does.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ from flax_mrpc.optim import make_optimizer
 def spread(items: list, count: int) -> list:
   """`count` items evenly spaced over `items`."""
   return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).astype(int)]
+
+
+def real_tokens(batch_list) -> float:
+  """Mean real (unpadded) tokens per pair over the batches' real rows."""
+  return float(np.mean(np.concatenate(
+      [b["attention_mask"][b["weights"] > 0].sum(axis=1) for b in batch_list])))
 
 
 def jax_timer(config):
@@ -69,13 +79,15 @@ def jax_timer(config):
   return time_steps
 
 
-def time_torch(checkpoint: str, batch_list) -> float:
-  """Seconds per AdamW step of transformers' PyTorch model, each batch cut
-  to its longest pair."""
+def torch_timer(checkpoint: str):
+  """A function timing an AdamW step of transformers' PyTorch model in
+  training mode (dropout on, as the Trainer runs it) on a list of batches,
+  each cut to its longest pair: (None: nothing compiles, seconds per step)."""
   import torch
   from transformers import BertForSequenceClassification
 
   model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=1)
+  model.train()  # from_pretrained returns it in eval mode: no dropout
   optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
 
   def step(batch):
@@ -88,11 +100,14 @@ def time_torch(checkpoint: str, batch_list) -> float:
     optimizer.step()
     optimizer.zero_grad()
 
-  step(batch_list[0])
-  start = time.perf_counter()
-  for batch in batch_list:
-    step(batch)
-  return (time.perf_counter() - start) / len(batch_list)
+  def time_steps(batch_list) -> tuple[None, float]:
+    step(batch_list[0])
+    start = time.perf_counter()
+    for batch in batch_list:
+      step(batch)
+    return None, (time.perf_counter() - start) / len(batch_list)
+
+  return time_steps
 
 
 def main() -> None:
@@ -102,6 +117,8 @@ def main() -> None:
   parser.add_argument("--max-length", type=int, default=128)
   parser.add_argument("--steps", type=int, default=30)
   parser.add_argument("--torch", action="store_true", help="also time PyTorch")
+  parser.add_argument("--repeats", type=int, default=3,
+                      help="time the rows in turn this many times; s/step is the median")
   args = parser.parse_args()
   config = pretrained.configure(get_preset("finetune").replace(
       pretrained=args.pretrained, max_length=args.max_length))
@@ -112,27 +129,35 @@ def main() -> None:
   lengths = features["attention_mask"].sum(axis=1)
   grouped = batching.length_grouped_order(lengths, tc.batch_size, tc.seed, 1)
   shuffled = batching.epoch_order(len(lengths), tc.seed, 1)
-  orders = {"preset": grouped, "random order": shuffled}
-  rows = []
   time_jax = jax_timer(config)
-  for name, order in orders.items():
+  rows = {}  # name -> (batches, timer, mean tokens per row as run)
+  for name, order in (("preset", grouped), ("random order", shuffled)):
     batch_list = spread(list(batching.batches(features, tc.batch_size, order, tc.pad_multiple)),
                         args.steps)
-    compile_s, per_step = time_jax(batch_list)
-    mean_seq = np.mean([b["input_ids"].shape[1] for b in batch_list])
-    rows.append((f"flax_mrpc, {name}", mean_seq, per_step, compile_s))
+    rows[f"flax_mrpc, {name}"] = (batch_list, time_jax,
+                                  np.mean([b["input_ids"].shape[1] for b in batch_list]))
   if args.torch:
     batch_list = spread(list(batching.batches(features, tc.batch_size, shuffled)), args.steps)
-    mean_seq = np.mean([b["attention_mask"].sum(axis=1).max() for b in batch_list])
-    rows.append(("PyTorch, random order", mean_seq, time_torch(args.pretrained, batch_list),
-                 None))
+    rows["PyTorch, random order"] = (
+        batch_list, torch_timer(args.pretrained),
+        np.mean([b["attention_mask"].sum(axis=1).max() for b in batch_list]))
+  compile_s, per_step = {}, {name: [] for name in rows}
+  for _ in range(args.repeats):
+    for name, (batch_list, time_steps, _) in rows.items():
+      compiled, seconds = time_steps(batch_list)
+      compile_s.setdefault(name, compiled)
+      per_step[name].append(seconds)
   print(f"{config.model.num_layers} layers x {config.model.d_model}, batch {tc.batch_size}, "
         f"{len(batch_list)} steps on {jax.devices()[0].device_kind} "
-        f"(pad_multiple {tc.pad_multiple})")
-  print(f"{'':28} {'mean seq':>8} {'s/step':>7} {'ex/s':>6} {'compile s':>9}")
-  for name, mean_seq, per_step, compile_s in rows:
-    compiled = "" if compile_s is None else f"{compile_s:9.1f}"
-    print(f"{name:28} {mean_seq:8.1f} {per_step:7.2f} {tc.batch_size / per_step:6.1f} {compiled}")
+        f"(pad_multiple {tc.pad_multiple}), median of {args.repeats} repeats")
+  print(f"{'':28} {'mean seq':>8} {'real':>5} {'s/step':>7} {'ex/s':>6} {'compile s':>9}"
+        "  each repeat")
+  for name, (batch_list, _, mean_seq) in rows.items():
+    median = float(np.median(per_step[name]))
+    compiled = "" if compile_s[name] is None else f"{compile_s[name]:9.1f}"
+    print(f"{name:28} {mean_seq:8.1f} {real_tokens(batch_list):5.1f} {median:7.2f} "
+          f"{tc.batch_size / median:6.1f} {compiled:>9}  "
+          + " ".join(f"{t:.2f}" for t in per_step[name]))
 
 
 if __name__ == "__main__":
