@@ -120,6 +120,8 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3,
                       help="time the rows in turn this many times; s/step is the median")
   args = parser.parse_args()
+  if min(args.steps, args.repeats) < 1:
+    parser.error("--steps and --repeats must be at least 1")
   config = pretrained.configure(get_preset("finetune").replace(
       pretrained=args.pretrained, max_length=args.max_length))
   tc = config.train
