@@ -11,7 +11,8 @@ Sources, first match wins (`find_data_dir`):
      `mrpc_dev_ids.tsv`), or GLUE-style `train.tsv` + `dev.tsv` (test then from
      `msr_paraphrase_test.txt` there, or GLUE's unlabelled `test.tsv`);
   2. the download cache (`flax_mrpc.download`).
-Bad files raise `DataError` naming the file, the line and the fix.
+Bad files raise one `DataError` that lists every bad line (file, line, the
+problem and the fix): see `flax_mrpc.tsv`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+from flax_mrpc import tsv
+
 TRAIN_FILE = "msr_paraphrase_train.txt"
 TEST_FILE = "msr_paraphrase_test.txt"
 DEV_IDS_FILE = "mrpc_dev_ids.tsv"
@@ -27,10 +30,18 @@ HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
 GLUE_TEST_HEADER = ("index", "#1 ID", "#2 ID", "#1 String", "#2 String")
 SPLITS = ("train", "validation", "test")
 UNLABELLED = -1
+# Microsoft's train file writes one apostrophe as U+0012 (pair 61559/61668);
+# it is kept as published. Any other control character in a data file is an error.
+CORPUS_CONTROLS = ("\x12",)
 
 
 class DataError(ValueError):
-  """A data file is missing or malformed; the message names the file and the fix."""
+  """A data file is missing or malformed: one message per problem, each
+  naming the file (and line) and the fix."""
+
+  def __init__(self, *problems: str):
+    super().__init__("\n".join(problems))
+    self.problems = list(problems)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,51 +61,46 @@ class _Row:
   sentence2: str
 
 
-def _read_lines(path: Path) -> list[str]:
+def _require_file(path: Path) -> None:
   if not path.is_file():
     raise DataError(f"{path}: file not found. Pass --data-dir (or set FLAX_MRPC_DATA_DIR) "
                     "to a folder with the MRPC files.")
-  try:
-    text = path.read_text(encoding="utf-8-sig")
-  except UnicodeDecodeError as e:
-    raise DataError(f"{path}: not UTF-8 text ({e}). Use the original MRPC files.") from None
-  return text.splitlines()
 
 
 def _read_table(path: Path, header: tuple[str, ...] = HEADER) -> list[_Row]:
-  """Reads a tab-separated MRPC table (quotes are literal characters)."""
-  lines = _read_lines(path)
-  if not lines or tuple(lines[0].split("\t")) != header:
-    found = lines[0] if lines else "an empty file"
-    raise DataError(f"{path}:1: expected the header {chr(9).join(header)!r}, found {found!r}.")
-  labelled = header == HEADER
+  """Reads a tab-separated MRPC table (quotes are literal characters); every
+  bad line is reported, in one DataError."""
+  _require_file(path)
+  problems: list[str] = []
+  lines = tsv.rows(path, len(header), (3, 4), problems, CORPUS_CONTROLS)
+  first = next(lines, None)
+  if first is None and not problems:
+    problems.append(f"{path}:1: the file is empty; expected the header "
+                    f"{chr(9).join(header)!r}.")
+  elif first is not None and first[0] == 1 and tuple(first[1]) != header:
+    problems.append(f"{path}:1: expected the header {chr(9).join(header)!r}, "
+                    f"found {chr(9).join(first[1])!r}.")
   rows = []
-  for n, line in enumerate(lines[1:], start=2):
-    if not line.strip():
-      continue
-    fields = line.split("\t")
-    if len(fields) != len(header):
-      raise DataError(f"{path}:{n}: expected {len(header)} tab-separated fields, "
-                      f"found {len(fields)}.")
+  for n, fields in lines:
     label = UNLABELLED
-    if labelled:
+    if header == HEADER:
       if fields[0] not in ("0", "1"):
-        raise DataError(f"{path}:{n}: label must be 0 or 1, found {fields[0]!r}.")
+        problems.append(f"{path}:{n}: label must be 0 or 1, found {fields[0]!r}.")
+        continue
       label = int(fields[0])
     rows.append(_Row(label, fields[1], fields[2], fields[3], fields[4]))
+  if problems:
+    raise DataError(*tsv.capped(problems))
   return rows
 
 
 def read_dev_ids(path: Path) -> list[tuple[str, str]]:
   """The (#1 ID, #2 ID) pairs of the validation split, from `mrpc_dev_ids.tsv`."""
-  ids = []
-  for n, line in enumerate(_read_lines(path), start=1):
-    if not line.strip():
-      continue
-    fields = line.split("\t")
-    if len(fields) != 2:
-      raise DataError(f"{path}:{n}: expected '#1 ID<TAB>#2 ID', found {line!r}.")
-    ids.append((fields[0], fields[1]))
+  _require_file(path)
+  problems: list[str] = []
+  ids = [(fields[0], fields[1]) for _, fields in tsv.rows(path, 2, (0, 1), problems)]
+  if problems:
+    raise DataError(*tsv.capped(problems))
   return ids
 
 

@@ -10,8 +10,8 @@ import json
 import sys
 from typing import Sequence
 
+from flax_mrpc import cli  # first: it quiets transformers before that is imported
 from flax_mrpc import data
-from flax_mrpc.checkpoint import CheckpointError
 from flax_mrpc.inference import load_trained
 from flax_mrpc.metrics import classification_metrics
 
@@ -28,9 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(e.label == data.UNLABELLED for e in examples):
       raise data.DataError(f"the {args.split} split has no labels; use flax_mrpc.predict.")
     probabilities = trained.probabilities(examples)
-  except (data.DataError, CheckpointError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  except ValueError as e:
+    return cli.report(e)
   metrics = classification_metrics([e.label for e in examples], probabilities >= 0.5)
   print(json.dumps({"split": args.split, "best_epoch": trained.best_epoch, **metrics}, indent=2))
   return 0

@@ -75,7 +75,8 @@ class TrainedModel:
 
 
 def load_trained(workdir: str | Path) -> TrainedModel:
-  """The model of `workdir`'s best validation epoch, with its tokenizer."""
+  """The model of `workdir`'s best validation epoch, with its tokenizer. It
+  only reads, so the workdir may be training in another process."""
   workdir = Path(workdir)
   if not (workdir / "checkpoints").is_dir():
     raise CheckpointError(f"{workdir} has no checkpoints/: pass the --workdir of a training run.")

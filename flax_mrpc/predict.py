@@ -4,8 +4,11 @@
     python -m flax_mrpc.predict --workdir runs/default --input pairs.tsv --output scored.tsv
     python -m flax_mrpc.predict --workdir runs/default --glue-submission
 
-`--input` is a TSV of `sentence1<TAB>sentence2` lines (a first line
-`sentence1<TAB>sentence2` is a header). Output lines are
+`--input` is a UTF-8 TSV of `sentence1<TAB>sentence2` lines (a first line
+`sentence1<TAB>sentence2` is a header; empty lines are skipped). The whole
+file is checked before anything is scored, and every bad line is reported
+(`FILE:LINE: problem`); then it is read, scored and written BATCH_PAIRS pairs
+at a time, so a file of any length streams. Output lines are
 `probability<TAB>prediction<TAB>sentence1<TAB>sentence2`. `--glue-submission`
 scores the test split and writes `WORKDIR/MRPC.tsv` (`index<TAB>prediction`),
 the file the GLUE server takes.
@@ -14,69 +17,109 @@ the file the GLUE server takes.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
-from flax_mrpc import data
-from flax_mrpc.checkpoint import CheckpointError
+from tqdm import tqdm
+
+from flax_mrpc import cli  # first: it quiets transformers before that is imported
+from flax_mrpc import data, tsv
 from flax_mrpc.inference import load_trained
 
+HEADER = ["sentence1", "sentence2"]
+BATCH_PAIRS = 4096  # pairs read, scored and written at a time
 
-def read_pairs(path: Path) -> list[data.Example]:
-  """Examples (label UNLABELLED) from a `sentence1<TAB>sentence2` file."""
+
+def _pair_rows(path: Path, problems: list[str]) -> Iterator[list[str]]:
+  for number, fields in tsv.rows(path, 2, (0, 1), problems):
+    if not (number == 1 and fields == HEADER):
+      yield fields
+
+
+def check_pairs_file(path: Path) -> int:
+  """Reads all of `path` once and returns its number of pairs; raises one
+  DataError listing every bad line."""
   if not path.is_file():
-    raise data.DataError(f"{path}: file not found.")
-  examples = []
-  for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-    if not line.strip() or (n == 1 and line == "sentence1\tsentence2"):
-      continue
-    fields = line.split("\t")
-    if len(fields) != 2:
-      raise data.DataError(f"{path}:{n}: expected 'sentence1<TAB>sentence2', "
-                           f"found {len(fields)} field(s).")
-    examples.append(data.Example(fields[0], fields[1], data.UNLABELLED, len(examples)))
-  return examples
+    raise data.DataError(f"{path}: file not found. Pass --input a TSV of "
+                         "sentence1<TAB>sentence2 lines.")
+  problems: list[str] = []
+  count = sum(1 for _ in _pair_rows(path, problems))
+  if problems:
+    raise data.DataError(*tsv.capped(problems))
+  if not count:
+    raise data.DataError(f"{path}: no pairs. Write one sentence1<TAB>sentence2 pair per line.")
+  return count
+
+
+def read_pairs(path: Path) -> Iterator[data.Example]:
+  """The examples (label UNLABELLED) of a file `check_pairs_file` passed, streamed."""
+  for idx, (sentence1, sentence2) in enumerate(_pair_rows(path, [])):
+    yield data.Example(sentence1, sentence2, data.UNLABELLED, idx)
+
+
+def check_pair_argument(sentence1: str, sentence2: str) -> None:
+  """Raises one DataError listing what is wrong with the two `--pair` sentences."""
+  problems = [f"--pair sentence {i}: {p}"
+              for i, text in enumerate((sentence1, sentence2), start=1)
+              if (p := tsv.sentence_problem(text))]
+  if problems:
+    raise data.DataError(*problems)
+
+
+def _batched(examples: Iterable[data.Example], size: int) -> Iterator[list[data.Example]]:
+  iterator = iter(examples)
+  while batch := list(itertools.islice(iterator, size)):
+    yield batch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m flax_mrpc.predict",
                                    description=__doc__.splitlines()[0])
-  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--workdir", required=True, metavar="DIR",
+                      help="the --workdir of a training run")
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--pair", nargs=2, metavar=("SENTENCE1", "SENTENCE2"))
-  source.add_argument("--input", type=Path, help="TSV of sentence1<TAB>sentence2 lines")
+  source.add_argument("--input", type=Path, metavar="FILE",
+                      help="UTF-8 TSV of sentence1<TAB>sentence2 lines")
   source.add_argument("--glue-submission", action="store_true",
                       help="write WORKDIR/MRPC.tsv for the test split")
-  parser.add_argument("--output", type=Path, help="write here instead of standard output")
-  parser.add_argument("--data-dir", default=None, help="for --glue-submission")
+  parser.add_argument("--output", type=Path, metavar="FILE",
+                      help="write here instead of standard output")
+  parser.add_argument("--data-dir", default=None, metavar="DIR", help="for --glue-submission")
+  parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   args = parser.parse_args(argv)
   try:
-    trained = load_trained(args.workdir)
     if args.glue_submission:
       examples = data.load_splits(data.find_data_dir(args.data_dir))["test"]
+      total = len(examples)
     elif args.input:
+      total = check_pairs_file(args.input)
       examples = read_pairs(args.input)
     else:
-      examples = [data.Example(args.pair[0], args.pair[1], data.UNLABELLED, 0)]
-    probabilities = trained.probabilities(examples)
-  except (data.DataError, CheckpointError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  if args.glue_submission:
-    lines = ["index\tprediction"] + [f"{e.idx}\t{int(p >= 0.5)}"
-                                     for e, p in zip(examples, probabilities)]
-    output = args.output or Path(args.workdir) / "MRPC.tsv"
-  else:
-    lines = [f"{p:.6f}\t{int(p >= 0.5)}\t{e.sentence1}\t{e.sentence2}"
-             for e, p in zip(examples, probabilities)]
-    output = args.output
-  text = "\n".join(lines) + "\n"
-  if output is None:
-    sys.stdout.write(text)
-  else:
-    output.write_text(text)
-    print(f"wrote {len(examples)} predictions to {output}", file=sys.stderr)
+      check_pair_argument(*args.pair)
+      examples, total = [data.Example(*args.pair, data.UNLABELLED, 0)], 1
+    trained = load_trained(args.workdir)
+    output = args.output or (Path(args.workdir) / "MRPC.tsv" if args.glue_submission else None)
+    with contextlib.ExitStack() as stack:
+      out = sys.stdout if output is None else stack.enter_context(open(output, "w"))
+      if args.glue_submission:
+        out.write("index\tprediction\n")
+      bar = stack.enter_context(tqdm(total=total, unit="pairs", leave=False,
+                                     disable=args.no_progress or total < BATCH_PAIRS))
+      for batch in _batched(examples, BATCH_PAIRS):
+        probabilities = trained.probabilities(batch)
+        out.writelines(
+            f"{e.idx}\t{int(p >= 0.5)}\n" if args.glue_submission
+            else f"{p:.6f}\t{int(p >= 0.5)}\t{e.sentence1}\t{e.sentence2}\n"
+            for e, p in zip(batch, probabilities))
+        bar.update(len(batch))
+  except (ValueError, OSError) as e:
+    return cli.report(e)
+  if output is not None:
+    print(f"wrote {total} predictions to {output}", file=sys.stderr)
   return 0
 
 
