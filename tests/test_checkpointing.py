@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,9 +27,15 @@ RUN = ["--preset", "tiny", "--epochs", "2", "--set", "train_fraction=0.5", "--no
        "--checkpoint-every-steps", "20"]
 
 
-def _start(workdir, mrpc_dir):
+# SIGTERM to exit: the step running and the one queued behind it (milliseconds
+# for the tiny preset), one checkpoint save (under a second here) and the
+# interpreter's exit; the rest is slack for a loaded 2-core machine.
+SIGTERM_EXIT_BOUND_S = 15
+
+
+def _start(workdir, mrpc_dir, module="train", args=RUN):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
-  return subprocess.Popen([sys.executable, "-m", "flax_mrpc.train", *RUN, "--workdir",
+  return subprocess.Popen([sys.executable, "-m", f"flax_mrpc.{module}", *args, "--workdir",
                            str(workdir)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
@@ -84,6 +91,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(reference, mrpc_dir, tmp_
   proc.kill()
   proc.wait()
   assert not (tmp_path / "results.json").exists()
+  assert (tmp_path / "train.lock").read_text().startswith(f"pid {proc.pid} ")  # left behind
   resumed = _start(tmp_path, mrpc_dir)
   _, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err
@@ -94,8 +102,10 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(reference, mrpc_dir, tmp_
 def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tmp_path):
   proc = _start(tmp_path, mrpc_dir)
   _wait_for_checkpoints(proc, tmp_path, 1)
+  signalled = time.monotonic()
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=300)
+  assert time.monotonic() - signalled < SIGTERM_EXIT_BOUND_S
   assert proc.returncode == train.EXIT_PREEMPTED, err
   assert "Rerun the same command to resume" in err
   saved = _committed(tmp_path)
@@ -104,6 +114,25 @@ def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tm
   assert resumed.returncode == 0, err
   assert f"resuming from the checkpoint at step {saved[-1]}" in err
   _assert_same_run(tmp_path, reference)
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused_while_readers_may_read(mrpc_dir, tmp_path):
+  first = _start(tmp_path, mrpc_dir, args=["--preset", "tiny", "--epochs", "40", "--no-progress"])
+  _wait_for_checkpoints(first, tmp_path, 1)
+  second = _start(tmp_path, mrpc_dir)
+  reader = _start(tmp_path, mrpc_dir, "predict", ["--pair", "He left.", "He went away."])
+  _, second_err = second.communicate(timeout=300)
+  scored, reader_err = reader.communicate(timeout=300)
+  assert first.poll() is None, "the first run ended before the second was refused"
+  assert second.returncode == 2
+  assert second_err == (f"error: {tmp_path} is in use by a training run (pid {first.pid} on "
+                        f"host {socket.gethostname()}). Wait for it to end, stop it, or choose "
+                        "another --workdir.\n")
+  assert reader.returncode == 0, reader_err
+  assert scored.endswith("\tHe left.\tHe went away.\n")
+  _, err = first.communicate(timeout=600)
+  assert first.returncode == 0, err
+  assert len(_epochs(tmp_path)) == 40 and (tmp_path / "results.json").is_file()
 
 
 def test_best_epoch_is_chosen_on_validation_only(reference):

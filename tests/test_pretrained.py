@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from flax_mrpc import pretrained
+from flax_mrpc.config import get_preset
 
 torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
 transformers = pytest.importorskip("transformers")
@@ -92,13 +93,18 @@ def test_finetune_cli_from_a_checkpoint_folder_then_predict(random_bert, mrpc_di
   env = {**os.environ, "PYTHONPATH": str(root), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   workdir = tmp_path / "run"
   proc = subprocess.run(
-      [sys.executable, "-m", "flax_mrpc.train", "--preset", "finetune", "--pretrained",
+      [sys.executable, "-m", "flax_mrpc.train", "--pretrained",  # no --preset: finetune's recipe
        str(random_bert), "--epochs", "1", "--set", "max_length=32", "--set", "dropout=0.0",
        "--set", "train_fraction=0.1",
        "--workdir", str(workdir), "--no-progress"],
       env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr
   config = json.loads((workdir / "results.json").read_text())["config"]
+  recipe = get_preset("finetune").train
+  assert {k: config["train"][k] for k in ("learning_rate", "warmup_fraction", "group_by_length",
+                                          "pad_multiple", "batch_size")} == {
+      "learning_rate": recipe.learning_rate, "warmup_fraction": recipe.warmup_fraction,
+      "group_by_length": True, "pad_multiple": recipe.pad_multiple, "batch_size": 32}
   assert config["model"]["d_model"] == 32 and config["model"]["max_positions"] == 64
   assert config["model"]["max_length"] == 32 and config["model"]["dropout"] == 0.0
   assert config["train"]["tokenizer"] == str(random_bert)

@@ -23,12 +23,27 @@ def _cli(*args, data_dir):
                         capture_output=True, text=True, timeout=600)
 
 
+# Runs the CLI as `python -m flax_mrpc.train` does, on a Python without torch.
+WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; "
+                 "runpy.run_module('flax_mrpc.train', run_name='__main__', alter_sys=True)")
+OUR_LINES = ("pairs: ", "model: ", "epoch ", "best epoch ")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(mrpc_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("tiny")
-  proc = _cli("--preset", "tiny", "--workdir", str(workdir), "--no-progress", data_dir=mrpc_dir)
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
+  proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "--preset", "tiny", "--workdir",
+                         str(workdir), "--no-progress"], env=env, capture_output=True, text=True,
+                        timeout=600)
   assert proc.returncode == 0, proc.stderr
   return workdir, proc
+
+
+def test_a_run_prints_only_its_own_lines_without_torch(tiny_run):
+  _, proc = tiny_run
+  assert "PyTorch was not found" not in proc.stderr
+  assert all(line.startswith(OUR_LINES) for line in proc.stderr.splitlines()), proc.stderr
 
 
 def test_tiny_preset_writes_results_metrics_and_predictions(tiny_run):
@@ -108,7 +123,7 @@ def test_set_parses_types():
 
 
 def test_patience_stops_when_validation_stops_improving(mrpc_dir, tmp_path):
-  config = get_preset("tiny").replace(epochs=4, patience=1, learning_rate=0.0)
+  config = get_preset("tiny").replace(epochs=4, patience=1, learning_rate=1e-9)
   result = train.train_and_evaluate(config, tmp_path, mrpc_dir, progress=False)
   epochs = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert len(epochs) == 2 and result["best_epoch"] == 1
