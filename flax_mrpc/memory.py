@@ -41,9 +41,9 @@ def training_bytes(model: ModelConfig, rows: int) -> int:
 
 
 def available_bytes() -> int | None:
-  """Memory of the first device: an accelerator's limit, or for the CPU the
+  """Memory of this process's first device: an accelerator's limit, or for the CPU the
   host's available memory (Linux); None when unknown."""
-  stats = jax.devices()[0].memory_stats() or {}
+  stats = jax.local_devices()[0].memory_stats() or {}
   if "bytes_limit" in stats:
     return int(stats["bytes_limit"])
   try:
@@ -63,5 +63,5 @@ def check_fits(model: ModelConfig, batch_size: int) -> None:
     raise ValueError(
         f"max_length {model.max_length} with batch_size {batch_size} ({rows} rows per device), "
         f"{model.num_layers} layer(s) of width {model.d_model}, needs at least "
-        f"{needed / GIB:,.1f} GiB to train; {jax.devices()[0].platform} device 0 has "
+        f"{needed / GIB:,.1f} GiB to train; {jax.local_devices()[0].platform} device 0 has "
         f"{available / GIB:,.1f} GiB available. Lower max_length or --batch-size.")
