@@ -10,6 +10,13 @@ Machine: any; seconds for the load times; --install-sizes also creates a
 Load times: `data_sources.load` twice per source into a fresh cache folder,
 in one process; the first call includes importing the source's library and,
 for tfds and hf, building its prepared copy.
+
+Measured on the 2-core CPU, `--data-dir ../shared/data/mrpc --install-sizes`:
+
+  source  first load  again   extra above an empty venv
+  local       0.07 s  0.06 s  -
+  tfds        3.09 s  1.34 s  284 MB
+  hf          2.82 s  0.24 s  355 MB
 """
 
 from __future__ import annotations
