@@ -14,7 +14,8 @@ held of other runs stay (runs trained on another machine, other variants).
 `--collect` trains nothing and writes the file from the finished runs.
 `--tiny` trains the first variant with a tiny model for one epoch on 10% of
 the train split, one seed, into `experiments/results/studies_tiny/` unless
-`--out` is given (the smoke test of the study).
+`--out` is given (the smoke test of the study); with `--collect`, it reads
+back every variant's tiny run that is there.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
   other runs (`kept_records`), and returns the file."""
   study: Study = STUDIES[name]
   variants = {k: v for k, v in study.variants.items() if only is None or only in k}
-  variants = dict(list(variants.items())[:1]) if tiny else variants
+  variants = dict(list(variants.items())[:1]) if tiny and not collect else variants
   seeds = seeds[:1] if tiny else seeds
   test = data_sources.load("local", data_dir)["test"]
   path = out / f"{name}.json"

@@ -108,16 +108,32 @@ def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir):
     assert float(examples_per_s) > 0
 
 
-def test_throughput_benchmark_runs():
+def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   proc = subprocess.run(
-      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "throughput.py"),
-       "--batch-sizes", "2", "--steps", "1", "--torch", "--all-positions", "--peak-tflops", "1"],
-      env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr
-  rows = {line[25:59].strip(): line[59:].split() for line in proc.stdout.splitlines()[2:]}
-  assert list(rows) == ["flax_mrpc none", "flax_mrpc none, all positions", "PyTorch eager"]
-  assert all(float(r[0]) > 0 and r[-1].endswith("%") for r in rows.values())  # ex/s, MFU
+      [sys.executable, str(ROOT / "experiments" / "benchmarks" / "gpu_suite.py"), "--smoke",
+       "--data-dir", str(mrpc_dir), "--out", str(tmp_path),
+       "--workdirs", str(tmp_path / "workdirs")],
+      env=env, capture_output=True, text=True, timeout=1200)
+  assert proc.returncode == 0, proc.stderr + (tmp_path / "suite.log").read_text()
+  assert "did not finish" not in proc.stderr
+  throughput = json.loads((tmp_path / "throughput.json").read_text())
+  runs = ["flax_mrpc none", "flax_mrpc none, all positions", "torch eager"]
+  assert [(r["model"], r["dtype"], r["run"]) for r in throughput] == [
+      ("seed", "float32", run) for run in runs] + [("bert-base", "bfloat16", run) for run in runs]
+  assert all(r["batch"] == 2 and r["examples_per_s"] > 0 and r["mfu"] > 0 for r in throughput)
+  assert [r["compile_s"] is None for r in throughput] == [False, False, True] * 2
+  finetune = json.loads((tmp_path / "finetune_throughput.json").read_text())
+  assert [r["run"] for r in finetune] == [
+      "flax_mrpc, preset", "flax_mrpc, random order", "PyTorch, random order"]
+  assert all(0 < r["real_tokens_per_pair"] <= r["tokens_per_row"] <= 32 for r in finetune)
+  repair = json.loads((tmp_path / "seed_repair.json").read_text())
+  assert [(r["variant"], r["seed"]) for r in repair["records"]] == [
+      ("seed as described", 0), ("attention mask", 0)]
+  table = proc.stdout.splitlines()
+  assert table[0].startswith("throughput ") and "seed_repair " in table[0]
+  assert sum(line.split()[:2] in (["seed", "float32"], ["bert-base", "bfloat16"])
+             for line in table) == 6
 
 
 def test_step_profile_splits_the_step_by_phase_and_kind():
