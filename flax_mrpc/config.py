@@ -22,7 +22,7 @@ class ModelConfig:
   vocab_size: int = 40000
   max_length: int = 64  # tokens per pair
   max_positions: int | None = None  # learned positions; None = max_length (BERT: 512)
-  type_vocab_size: int = 2
+  type_vocab_size: int = 2  # 0: no segment embedding (DistilBERT)
   d_model: int = 512
   num_heads: int = 8
   d_ff: int = 2048
@@ -32,7 +32,15 @@ class ModelConfig:
   dropout: float = 0.1
   attention_dropout: float = 0.1
   layer_norm_eps: float = 1e-12
-  pooler: bool = False  # BERT's dense+tanh pooler on the first token
+  pooler: bool = False  # a dense layer + activation on the first token (BERT's pooler)
+  pooler_activation: Literal["tanh", "gelu", "relu"] = "tanh"  # tanh: BERT, RoBERTa; gelu: ELECTRA
+  pooler_input_dropout: bool = False  # dropout before the pooler too (RoBERTa, ELECTRA)
+  classifier_dropout: float | None = None  # before the logit; None = dropout
+  # Learned positions start at this index (RoBERTa: padding_idx + 1 = 2).
+  position_offset: int = 0
+  # Word, position and segment embeddings this wide, projected to d_model
+  # (ELECTRA's small discriminators); None = d_model.
+  embedding_size: int | None = None
   # Adds a learned embedding of `match_ids` (1 where the token also occurs in
   # the other sentence): the exact-match feature of DrQA/ESIM-style pair models.
   match_embedding: bool = False
@@ -46,16 +54,23 @@ class ModelConfig:
   def num_positions(self) -> int:
     return self.max_positions or self.max_length
 
+  @property
+  def embedding_width(self) -> int:
+    return self.embedding_size or self.d_model
+
   def __post_init__(self):
-    if self.max_length > self.num_positions:
+    if self.max_length + self.position_offset > self.num_positions:
       raise ValueError(f"max_length ({self.max_length}) exceeds the model's "
-                       f"{self.num_positions} learned positions.")
+                       f"{self.num_positions - self.position_offset} learned positions.")
     if self.d_model % self.num_heads:
       raise ValueError(
           f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})."
       )
     if self.activation not in ("relu", "gelu"):
       raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}.")
+    if self.pooler_activation not in ("tanh", "gelu", "relu"):
+      raise ValueError("pooler_activation must be 'tanh', 'gelu' or 'relu', got "
+                       f"{self.pooler_activation!r}.")
     if self.norm not in ("post", "pre"):
       raise ValueError(f"norm must be 'post' or 'pre', got {self.norm!r}.")
     if self.dtype not in ("float32", "bfloat16"):
@@ -200,9 +215,11 @@ def _default() -> Config:
 def _finetune() -> Config:
   """Fine-tuning a pretrained BERT-family checkpoint (with --pretrained): lr
   1e-4, batch 32, 128 tokens, 6 epochs, 10% warmup, linear decay, the best of
-  the finetune_recipe study on validation (experiments/RESULTS.md), with
-  batches of similar length cut to their longest pair (MRPC pairs average 53
-  tokens). The model fields come from the checkpoint."""
+  the finetune_recipe study on validation (experiments/RESULTS.md) for
+  all-MiniLM-L6-v2; the CLI takes the learning rate of the checkpoint's
+  family and size (`families.*.learning_rate`) unless one is given. Pairs of
+  similar length are batched together, each batch cut to its longest pair
+  (MRPC pairs average 53 tokens). The model fields come from the checkpoint."""
   return Config(
       model=ModelConfig(max_length=128, max_positions=512, pooler=True, activation="gelu"),
       train=TrainConfig(epochs=6, batch_size=32, learning_rate=1e-4, weight_decay=0.01,
@@ -229,7 +246,7 @@ def _tiny() -> Config:
 PRESETS = {"default": _default, "finetune": _finetune, "seed": _seed, "tiny": _tiny}
 PRESET_SUMMARIES = {
     "default": "from scratch: the best recipe found on validation (about 2 min on 2 CPU cores)",
-    "finetune": "fine-tune the checkpoint given with --pretrained: lr 1e-4, 6 epochs, 128 tokens",
+    "finetune": "fine-tune the --pretrained checkpoint: 6 epochs, 128 tokens, the family's lr",
     "seed": "the seed's PyTorch setup as described: 23.7M parameters, 100 epochs (use a GPU)",
     "tiny": "a tiny model for smoke tests (seconds)",
 }

@@ -20,10 +20,12 @@ GIB = 2**30
 
 def parameter_count(model: ModelConfig) -> int:
   """The parameters of `PairClassifier(model)`, from its sizes."""
-  d, ff = model.d_model, model.d_ff
+  d, ff, width = model.d_model, model.d_ff, model.embedding_width
   segments_and_norm = 0 if model.seed_embedding else model.type_vocab_size + 2
   embeddings = (model.vocab_size + model.num_positions + segments_and_norm
-                + 2 * model.match_embedding) * d
+                + 2 * model.match_embedding) * width
+  if width != d:
+    embeddings += width * d + d  # the projection to d_model
   layer = 4 * (d * d + d) + 2 * d * ff + ff + d + 4 * d
   final_norm = 2 * d if model.norm == "pre" else 0
   pooler = (d * d + d) if model.pooler else 0

@@ -30,10 +30,14 @@ def _linear(d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs) -> nnx.L
   return nnx.Linear(d_in, d_out, kernel_init=_INIT, dtype=_dtype(config), rngs=rngs)
 
 
-def _layer_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+def _layer_norm(config: ModelConfig, rngs: nnx.Rngs, width: int | None = None) -> nnx.LayerNorm:
   return nnx.LayerNorm(
-      config.d_model, epsilon=config.layer_norm_eps, dtype=_dtype(config), rngs=rngs
+      width or config.d_model, epsilon=config.layer_norm_eps, dtype=_dtype(config), rngs=rngs
   )
+
+
+_ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh,
+                "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
 def _dropout(x: jax.Array, layer: nnx.Dropout, rngs: nnx.Rngs | None,
@@ -52,24 +56,26 @@ class PreProcess(nnx.Module):
 
   Correct mode (BERT): word + learned position + learned segment embedding
   (+ the exact-match embedding when `config.match_embedding`), LayerNorm,
-  dropout. With `config.seed_embedding`: word + position embedding plus
+  dropout; without segments when `config.type_vocab_size` is 0 (DistilBERT);
+  positions from `config.position_offset` (RoBERTa); `config.embedding_width`
+  wide. With `config.seed_embedding`: word + position embedding plus
   `token_type_ids` and `attention_mask` added as raw numbers to every
   dimension, then dropout, exactly as the seed does.
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     self.seed_embedding = config.seed_embedding
-    embed = lambda n: nnx.Embed(
-        n, config.d_model, embedding_init=_INIT, dtype=_dtype(config), rngs=rngs
-    )
+    self.position_offset = config.position_offset
+    width = config.embedding_width
+    embed = lambda n: nnx.Embed(n, width, embedding_init=_INIT, dtype=_dtype(config), rngs=rngs)
     self.word_embeddings = embed(config.vocab_size)
     self.position_embeddings = embed(config.num_positions)
     if config.seed_embedding:
       self.token_type_embeddings = None
       self.norm = None
     else:
-      self.token_type_embeddings = embed(config.type_vocab_size)
-      self.norm = _layer_norm(config, rngs)
+      self.token_type_embeddings = embed(config.type_vocab_size) if config.type_vocab_size else None
+      self.norm = _layer_norm(config, rngs, width)
     self.match_embeddings = embed(2) if config.match_embedding else None
     self.dropout = nnx.Dropout(config.dropout)
 
@@ -83,9 +89,9 @@ class PreProcess(nnx.Module):
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
     """[batch, seq] int ids, segment ids, 0/1 mask (and 0/1 match ids when the
-    model has a match embedding) -> [batch, seq, hidden]."""
+    model has a match embedding) -> [batch, seq, embedding width]."""
     seq_len = input_ids.shape[-1]
-    positions = jnp.arange(seq_len)[None, :]
+    positions = jnp.arange(seq_len)[None, :] + self.position_offset
     x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
     if self.match_embeddings is not None:
       if match_ids is None:
@@ -95,7 +101,9 @@ class PreProcess(nnx.Module):
       x = x + token_type_ids[..., None].astype(x.dtype)
       x = x + attention_mask[..., None].astype(x.dtype)
     else:
-      x = self.norm(x + self.token_type_embeddings(token_type_ids))
+      if self.token_type_embeddings is not None:
+        x = x + self.token_type_embeddings(token_type_ids)
+      x = self.norm(x)
     return _dropout(x, self.dropout, rngs)
 
 
@@ -170,9 +178,7 @@ class EncoderLayer(nnx.Module):
     self.dropout = nnx.Dropout(config.dropout)
 
   def _feed_forward(self, x: jax.Array) -> jax.Array:
-    h = self.intermediate(x)
-    h = jax.nn.relu(h) if self.activation == "relu" else jax.nn.gelu(h, approximate=False)
-    return self.output(h)
+    return self.output(_ACTIVATIONS[self.activation](self.intermediate(x)))
 
   def __call__(
       self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
@@ -195,11 +201,14 @@ class EncoderLayer(nnx.Module):
 
 
 class Encoder(nnx.Module):
-  """`PreProcess` then `num_layers` encoder layers (and a final LayerNorm when
+  """`PreProcess` (projected to d_model when the embeddings are narrower, as
+  in ELECTRA) then `num_layers` encoder layers (and a final LayerNorm when
   pre-LN)."""
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     self.embeddings = PreProcess(config, rngs=rngs)
+    self.embeddings_project = (_linear(config.embedding_width, config.d_model, config, rngs)
+                               if config.embedding_width != config.d_model else None)
     self.layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_layers)])
     self.final_norm = _layer_norm(config, rngs) if config.norm == "pre" else None
 
@@ -220,6 +229,8 @@ class Encoder(nnx.Module):
     layer then runs its queries, feed-forward and norms on that one row.
     """
     x = self.embeddings(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
+    if self.embeddings_project is not None:
+      x = self.embeddings_project(x)
     for i, layer in enumerate(self.layers):
       last = i == len(self.layers) - 1
       x = layer(x, attention_mask, rngs=rngs, first_token_only=first_token_only and last)
@@ -229,13 +240,23 @@ class Encoder(nnx.Module):
 
 
 class PairClassifier(nnx.Module):
-  """Encoder, first-token ([CLS]) pooling, optional BERT pooler (dense + tanh),
-  dropout and one logit: the score that the pair is a paraphrase."""
+  """Encoder, first-token ([CLS] / <s>) pooling, an optional pooler (dense +
+  `config.pooler_activation`, after dropout with `config.pooler_input_dropout`),
+  dropout and one logit: the score that the pair is a paraphrase.
+
+  The pooler and the logit cover the heads of the BERT family: BERT's pooler
+  (tanh), RoBERTa's and ELECTRA's classification heads (dropout, dense, tanh
+  or GELU), DistilBERT's pre_classifier (ReLU); a 2-label head becomes one
+  logit, the difference of its two.
+  """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     self.encoder = Encoder(config, rngs=rngs)
     self.pooler = _linear(config.d_model, config.d_model, config, rngs) if config.pooler else None
-    self.dropout = nnx.Dropout(config.dropout)
+    self.pooler_activation = config.pooler_activation
+    self.pooler_dropout = nnx.Dropout(config.dropout) if config.pooler_input_dropout else None
+    dropout = config.dropout if config.classifier_dropout is None else config.classifier_dropout
+    self.dropout = nnx.Dropout(dropout)
     self.classifier = _linear(config.d_model, 1, config, rngs)
 
   def pooled(
@@ -250,7 +271,15 @@ class PairClassifier(nnx.Module):
     """[batch, seq] inputs -> [batch, hidden] pair representation."""
     first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs,
                          first_token_only=True)[:, 0]
-    return jnp.tanh(self.pooler(first)) if self.pooler is not None else first
+    return self.pool(first, rngs)
+
+  def pool(self, first: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
+    """[batch, hidden] first-token states -> [batch, hidden] through the pooler."""
+    if self.pooler is None:
+      return first
+    if self.pooler_dropout is not None:
+      first = _dropout(first, self.pooler_dropout, rngs)
+    return _ACTIVATIONS[self.pooler_activation](self.pooler(first))
 
   def __call__(
       self,

@@ -1,11 +1,16 @@
 """Hugging Face BERT-family checkpoints loaded into this project's modules.
 
 A checkpoint is a folder with `config.json`, `model.safetensors` (or
-`pytorch_model.bin`, which needs torch) and `vocab.txt`/`tokenizer.json`, or a
-hub id when online. Its config becomes a `ModelConfig`; each weight is mapped
-by explicit name onto `PairClassifier`'s encoder (and pooler); the classifier
-head stays freshly initialised. Missing, unexpected or mis-shaped weights are
-one `PretrainedError` listing them.
+`pytorch_model.bin`, which needs torch) and its tokenizer files, or a hub id
+when online. Its `model_type` picks the family (`flax_mrpc.families`: bert,
+roberta, xlm-roberta, distilbert, electra), whose config translation gives
+the `ModelConfig` and whose explicit weight names map every weight onto
+`PairClassifier`. A checkpoint with a 2-label sequence-classification head
+(one fine-tuned on MRPC, say) brings it along: the model's probability is
+then the checkpoint's softmax[:, 1]; one without a head gets a fresh one.
+Missing, unexpected or mis-shaped weights are one `PretrainedError` listing
+them; another `model_type`, or a config option the modules do not
+implement, is one naming it.
 """
 
 from __future__ import annotations
@@ -13,20 +18,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import ModuleType
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from flax_mrpc.config import Config, ModelConfig
+from flax_mrpc.families import FAMILIES
+from flax_mrpc.families.common import PretrainedError
 
-_ACTIVATIONS = ("gelu", "relu")  # hidden_act values these modules implement
-# Buffers a checkpoint may hold that are not weights.
-_IGNORED = ("embeddings.position_ids",)
-
-
-class PretrainedError(ValueError):
-  """A checkpoint that does not fit the modules; the message lists why."""
+__all__ = ["PretrainedError", "configure", "load_into", "load_pretrained", "model_config",
+           "read_weights", "recipe_learning_rate", "resolve"]
 
 
 def resolve(name_or_path: str) -> Path:
@@ -38,7 +41,8 @@ def resolve(name_or_path: str) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(name_or_path, allow_patterns=[
-        "config.json", "*.safetensors", "vocab.txt", "tokenizer*.json", "special_tokens_map.json"]))
+        "config.json", "*.safetensors", "vocab.txt", "vocab.json", "merges.txt", "*.model",
+        "tokenizer*.json", "special_tokens_map.json"]))
   except Exception as e:
     raise PretrainedError(
         f"{name_or_path!r} is not a folder and could not be fetched from the hub ({e}). "
@@ -46,36 +50,33 @@ def resolve(name_or_path: str) -> Path:
     ) from None
 
 
-def model_config(checkpoint: Path, max_length: int, **overrides) -> ModelConfig:
-  """Translates the checkpoint's `config.json` into a `ModelConfig`."""
+def _hf_config(checkpoint: Path) -> tuple[dict, ModuleType]:
+  """config.json's dict and the family module of its model_type."""
   path = checkpoint / "config.json"
   if not path.is_file():
-    raise PretrainedError(f"{path}: file not found; a BERT checkpoint folder needs config.json.")
+    raise PretrainedError(f"{path}: file not found; a checkpoint folder needs config.json.")
   hf = json.loads(path.read_text())
-  if hf.get("model_type") not in ("bert", None) or hf.get(
-      "position_embedding_type", "absolute") != "absolute":
-    raise PretrainedError(f"{path}: model_type {hf.get('model_type')!r} with "
-                          f"{hf.get('position_embedding_type')!r} positions is not a BERT "
-                          "encoder these modules can hold.")
-  if hf.get("hidden_act") not in _ACTIVATIONS:
-    raise PretrainedError(f"{path}: hidden_act {hf.get('hidden_act')!r} is not one of "
-                          f"{_ACTIVATIONS}.")
-  fields = dict(
-      vocab_size=hf["vocab_size"], max_length=max_length,
-      max_positions=hf["max_position_embeddings"], type_vocab_size=hf["type_vocab_size"],
-      d_model=hf["hidden_size"], num_heads=hf["num_attention_heads"],
-      d_ff=hf["intermediate_size"], num_layers=hf["num_hidden_layers"],
-      activation=hf["hidden_act"], norm="post",
-      dropout=hf.get("hidden_dropout_prob", 0.1),
-      attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-      layer_norm_eps=hf.get("layer_norm_eps", 1e-12), pooler=True,
-  )
-  fields.update(overrides)
-  return ModelConfig(**fields)
+  model_type = hf.get("model_type") or "bert"
+  if model_type not in FAMILIES:
+    raise PretrainedError(f"{path}: model_type {model_type!r} is not supported; supported: "
+                          f"{', '.join(sorted(FAMILIES))}.")
+  return hf, FAMILIES[model_type]
+
+
+def model_config(checkpoint: Path, max_length: int, **overrides) -> ModelConfig:
+  """Translates the checkpoint's `config.json` into a `ModelConfig`."""
+  hf, family = _hf_config(checkpoint)
+  fields = family.model_fields(hf, checkpoint / "config.json") | {"max_length": max_length}
+  return ModelConfig(**(fields | overrides))
+
+
+def recipe_learning_rate(checkpoint: Path, model: ModelConfig) -> float:
+  """The fine-tuning learning rate of the checkpoint's family and size."""
+  return _hf_config(checkpoint)[1].learning_rate(model)
 
 
 def read_weights(checkpoint: Path) -> dict[str, np.ndarray]:
-  """{HF name: float32 array}, without a `bert.` prefix."""
+  """{HF name: float32 array}, as stored."""
   safetensors_path = checkpoint / "model.safetensors"
   torch_path = checkpoint / "pytorch_model.bin"
   if safetensors_path.is_file():
@@ -92,76 +93,50 @@ def read_weights(checkpoint: Path) -> dict[str, np.ndarray]:
                torch.load(torch_path, map_location="cpu", weights_only=True).items()}
   else:
     raise PretrainedError(f"{checkpoint}: neither model.safetensors nor pytorch_model.bin.")
-  return {k.removeprefix("bert."): np.asarray(v, np.float32) for k, v in weights.items()}
+  return {k: np.asarray(v, np.float32) for k, v in weights.items()}
 
 
-def _layer_names(i: int) -> dict[tuple, tuple[str, bool]]:
-  hf = f"encoder.layer.{i}."
-  ours = ("encoder", "layers", i)
-  names = {}
-  for part, module in (("attention.self.query", "attention.q"), ("attention.self.key", "attention.k"),
-                       ("attention.self.value", "attention.v"),
-                       ("attention.output.dense", "attention.fc"),
-                       ("intermediate.dense", "intermediate"), ("output.dense", "output")):
-    path = ours + tuple(module.split("."))
-    names[path + ("kernel",)] = (hf + part + ".weight", True)
-    names[path + ("bias",)] = (hf + part + ".bias", False)
-  for part, module in (("attention.output.LayerNorm", "attention_norm"),
-                       ("output.LayerNorm", "output_norm")):
-    names[ours + (module, "scale")] = (hf + part + ".weight", False)
-    names[ours + (module, "bias")] = (hf + part + ".bias", False)
-  return names
+def _problems(missing: list[str], unexpected: list[str], mis_shaped: list[str]) -> list[str]:
+  return ([f"missing: {', '.join(sorted(missing))}"] if missing else []) + (
+      [f"unexpected: {', '.join(sorted(unexpected))}"] if unexpected else []) + (
+      [f"mis-shaped: {'; '.join(mis_shaped)}"] if mis_shaped else [])
 
 
-def weight_names(config: ModelConfig) -> dict[tuple, tuple[str, bool]]:
-  """{our parameter path: (HF name, transpose?)} for every pretrained weight."""
-  emb = ("encoder", "embeddings")
-  names = {
-      emb + ("word_embeddings", "embedding"): ("embeddings.word_embeddings.weight", False),
-      emb + ("position_embeddings", "embedding"): ("embeddings.position_embeddings.weight", False),
-      emb + ("token_type_embeddings", "embedding"): (
-          "embeddings.token_type_embeddings.weight", False),
-      emb + ("norm", "scale"): ("embeddings.LayerNorm.weight", False),
-      emb + ("norm", "bias"): ("embeddings.LayerNorm.bias", False),
-  }
-  for i in range(config.num_layers):
-    names.update(_layer_names(i))
-  if config.pooler:
-    names[("pooler", "kernel")] = ("pooler.dense.weight", True)
-    names[("pooler", "bias")] = ("pooler.dense.bias", False)
-  return names
-
-
-def load_into(model: nnx.Module, config: ModelConfig, weights: dict[str, np.ndarray],
-              source: str = "checkpoint") -> None:
-  """Copies `weights` (HF names) into the encoder and pooler of `model`, a
-  `PairClassifier` built from `config`, in place."""
-  config_names = weight_names(config)
-  state = nnx.state(model, nnx.Param)
-  flat = dict(nnx.to_flat_state(state))
+def load_into(model: nnx.Module, config: ModelConfig, checkpoint: Path,
+              source: str | None = None) -> bool:
+  """Copies the checkpoint's weights into `model`, a `PairClassifier` built
+  from `config` (`model_config` of it), in place; returns whether it held a
+  classification head (else the model's head keeps its fresh weights)."""
+  _, family = _hf_config(checkpoint)
+  source = source or str(checkpoint)
+  stored = read_weights(checkpoint)
+  weights = {name.removeprefix(family.PREFIX): value for name, value in stored.items()}
+  names = family.encoder_names(config)
+  head = family.head_names(config)
+  has_head = any(hf_name in weights for hf_name, _ in head.values())
+  if has_head:
+    names |= head
+  flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
   missing, mis_shaped = [], []
-  for path, (hf_name, transpose) in config_names.items():
+  for path, (hf_name, convert) in names.items():
     if hf_name not in weights:
       missing.append(hf_name)
       continue
-    value = weights[hf_name].T if transpose else weights[hf_name]
-    target = flat[path]
-    current = target.get_value()
+    value = convert(weights[hf_name])
+    current = flat[path].get_value()
     if value.shape != current.shape:
-      mis_shaped.append(f"{hf_name}: {value.shape} in the {source}, {current.shape} in the model")
+      mis_shaped.append(f"{hf_name}: {weights[hf_name].shape} in the {source}, "
+                        f"{current.shape} expected")
       continue
-    target.set_value(jnp.asarray(value, current.dtype))
-  unexpected = sorted(set(weights) - set(_IGNORED) - {n for n, _ in config_names.values()})
-  problems = []
-  if missing:
-    problems.append(f"missing: {', '.join(sorted(missing))}")
-  if unexpected:
-    problems.append(f"unexpected: {', '.join(unexpected)}")
-  if mis_shaped:
-    problems.append(f"mis-shaped: {'; '.join(mis_shaped)}")
+    flat[path].set_value(jnp.asarray(value, current.dtype))
+  used = {hf_name for hf_name, _ in names.values()}
+  unexpected = [name for name in weights if name not in used and not name.startswith(
+      family.UNUSED)]
+  problems = _problems(missing, unexpected, mis_shaped)
   if problems:
     raise PretrainedError(f"the {source} does not fit the model:\n  " + "\n  ".join(problems))
   nnx.update(model, nnx.from_flat_state(flat))
+  return has_head
 
 
 def load_pretrained(name_or_path: str, max_length: int, seed: int = 0, **overrides):
@@ -171,7 +146,7 @@ def load_pretrained(name_or_path: str, max_length: int, seed: int = 0, **overrid
   checkpoint = resolve(name_or_path)
   config = model_config(checkpoint, max_length, **overrides)
   model = PairClassifier(config, rngs=nnx.Rngs(params=seed))
-  load_into(model, config, read_weights(checkpoint), source=str(checkpoint))
+  load_into(model, config, checkpoint)
   return model, config, checkpoint
 
 

@@ -279,7 +279,7 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
 
   model = PairClassifier(mc, rngs=nnx.Rngs(params=tc.seed))
   if tc.pretrained:
-    pretrained.load_into(model, mc, pretrained.read_weights(Path(tc.pretrained)), tc.pretrained)
+    pretrained.load_into(model, mc, Path(tc.pretrained))
   graphdef, params = nnx.split(model)
   tx = make_optimizer(tc, steps_per_epoch * tc.epochs)
   state = steps.TrainState.create(params, tx)
@@ -486,8 +486,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="starting configuration, one of the presets above (default: "
                            "finetune with --pretrained, else default)")
   common.add_argument("--pretrained", metavar="PATH_OR_ID",
-                      help="start from a Hugging Face BERT checkpoint (folder or hub id) with "
-                           "the finetune recipe")
+                      help="start from a Hugging Face checkpoint (folder or hub id) of BERT, "
+                           "RoBERTa, XLM-R, DistilBERT or ELECTRA with the finetune recipe and "
+                           "the family's learning rate")
   common.add_argument("--data-dir", default=None, metavar="DIR",
                       help="folder with the MRPC files, for offline use (default: "
                            "$FLAX_MRPC_DATA_DIR, else download into the user cache)")
@@ -544,7 +545,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
   if not config.train.pretrained:
     return config
   model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"max_length"}
-  return pretrained.configure(config, **{k: v for k, v in changes.items() if k in model_fields})
+  config = pretrained.configure(config, **{k: v for k, v in changes.items() if k in model_fields})
+  if preset == "finetune" and "learning_rate" not in changes:  # the family's published recipe
+    config = config.replace(learning_rate=pretrained.recipe_learning_rate(
+        Path(config.train.pretrained), config.model))
+  return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,9 @@ from flax_mrpc.modules import PairClassifier
     get_preset("seed").model, get_preset("default").model, get_preset("finetune").model,
     ModelConfig(vocab_size=50, max_length=8, d_model=16, num_heads=2, d_ff=24, num_layers=2,
                 norm="pre", pooler=True, match_embedding=True),
-], ids=["seed", "default", "finetune", "pre-norm, pooler, match"])
+    ModelConfig(vocab_size=50, max_length=8, d_model=16, num_heads=2, d_ff=24,
+                embedding_size=8, type_vocab_size=0),
+], ids=["seed", "default", "finetune", "pre-norm, pooler, match", "projected, no segments"])
 def test_parameter_count_is_the_models(model):
   _, params = nnx.split(PairClassifier(model, rngs=nnx.Rngs(0)))
   assert memory.parameter_count(model) == steps.param_count(params)

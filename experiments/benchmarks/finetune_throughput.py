@@ -76,7 +76,7 @@ def jax_timer(config):
   per step). Each call starts from the pretrained weights."""
   mc, tc = config.model, config.train
   model = PairClassifier(mc, rngs=nnx.Rngs(0))
-  pretrained.load_into(model, mc, pretrained.read_weights(Path(tc.pretrained)), tc.pretrained)
+  pretrained.load_into(model, mc, Path(tc.pretrained))
   graphdef, params = nnx.split(model)
   tx = make_optimizer(tc, 1000)
   step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx,

@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -76,7 +75,7 @@ class AllPositionsClassifier(PairClassifier):
 
   def pooled(self, input_ids, token_type_ids, attention_mask, match_ids=None, *, rngs=None):
     first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)[:, 0]
-    return jnp.tanh(self.pooler(first)) if self.pooler is not None else first
+    return self.pool(first, rngs)
 
 
 def random_batch(config: ModelConfig, batch_size: int) -> dict[str, np.ndarray]:

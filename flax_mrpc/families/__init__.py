@@ -1,0 +1,27 @@
+"""Hugging Face encoder families in this project's modules: for each
+`model_type`, the config translation and the explicit weight names, one
+module per family.
+
+A family module defines:
+  MODEL_TYPES    the `model_type` values it reads;
+  ARCHITECTURES  {model_type: its sequence-classification class}, for export;
+  PREFIX         the base model's name inside a task checkpoint ("roberta.");
+  UNUSED         prefixes of weights a checkpoint may hold that the pair
+                 classifier does not use (pretraining heads, buffers);
+  model_fields(hf, path)  -> ModelConfig fields from config.json's dict;
+  encoder_names(config)   -> {our parameter path: (HF name, convert)};
+  head_names(config)      -> the same for a 2-label sequence-classification
+                 head (BertForSequenceClassification and its kin);
+  learning_rate(config)   -> the fine-tuning recipe's peak learning rate, from
+                 the family's published recipe.
+`convert` maps the stored array to ours (a transpose for kernels, the
+difference of the two labels' rows for the logit); `common.INVERSE` maps
+ours back.
+"""
+
+from __future__ import annotations
+
+from flax_mrpc.families import bert, distilbert, electra, roberta
+
+FAMILIES = {model_type: family for family in (bert, roberta, distilbert, electra)
+            for model_type in family.MODEL_TYPES}

@@ -1,0 +1,65 @@
+"""Small random Hugging Face models of every supported family, built offline
+with transformers (torch CPU), their weights moved well away from the
+0.02-std init so that a wrong mapping shows, and tokenizers to go with them."""
+
+from pathlib import Path
+
+import torch
+import transformers
+
+SHAPE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+             hidden_act="gelu", layer_norm_eps=1e-7, num_labels=2)
+CONFIGS = {
+    "bert": lambda vocab: transformers.BertConfig(**SHAPE, vocab_size=vocab,
+                                                  max_position_embeddings=40),
+    "roberta": lambda vocab: transformers.RobertaConfig(
+        **SHAPE, vocab_size=vocab, max_position_embeddings=42, type_vocab_size=1, pad_token_id=1),
+    "xlm-roberta": lambda vocab: transformers.XLMRobertaConfig(
+        **SHAPE, vocab_size=vocab, max_position_embeddings=42, type_vocab_size=1, pad_token_id=1),
+    "electra": lambda vocab: transformers.ElectraConfig(
+        **SHAPE, vocab_size=vocab, embedding_size=16, max_position_embeddings=40),
+    "distilbert": lambda vocab: transformers.DistilBertConfig(
+        vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=37, activation="gelu",
+        max_position_embeddings=40, num_labels=2, seq_classif_dropout=0.3),
+}
+BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
+
+
+def random_model(family: str, vocab_size: int):
+  """An eval-mode `*ForSequenceClassification` (2 labels) of `family` (a key of CONFIGS)."""
+  torch.manual_seed(0)
+  model = transformers.AutoModelForSequenceClassification.from_config(
+      CONFIGS[family](vocab_size)).eval()
+  with torch.no_grad():
+    for parameter in model.parameters():
+      parameter.add_(torch.randn_like(parameter) * 0.3)
+  return model
+
+
+def write_tokenizer(family: str, folder: Path, sentences: list[str]) -> int:
+  """Learns the family's kind of tokenizer on `sentences`, saves it in
+  `folder` as a checkpoint's would be; returns its vocabulary size."""
+  from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
+
+  if family in BYTE_LEVEL:
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(sentences, vocab_size=400, min_frequency=2, show_progress=False,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    tokenizer = transformers.RobertaTokenizerFast(
+        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+  else:
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(sentences, vocab_size=300, min_frequency=2, show_progress=False)
+    wordpiece.save_model(str(folder))
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+  tokenizer.save_pretrained(str(folder))
+  return len(tokenizer)
+
+
+def checkpoint(family: str, folder: Path, sentences: list[str], with_head: bool = False) -> Path:
+  """A checkpoint folder of `family` with a tokenizer learned on `sentences`."""
+  folder.mkdir(parents=True, exist_ok=True)
+  model = random_model(family, write_tokenizer(family, folder, sentences))
+  (model if with_head else model.base_model).save_pretrained(str(folder))
+  return folder

@@ -1,0 +1,112 @@
+"""Every supported family in our modules: small random transformers models,
+weights moved well away from their 0.02-std init, saved with
+save_pretrained, with and without a 2-label head. Our hidden states equal
+transformers' on the real tokens of padded pairs, and our probability its
+softmax[:, 1]."""
+
+import json
+
+import numpy as np
+import pytest
+
+from flax_mrpc import pretrained
+from flax_mrpc.families import FAMILIES as FAMILY_MODULES
+
+torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
+transformers = pytest.importorskip("transformers")
+from hf_models import CONFIGS, random_model  # noqa: E402  (needs torch)
+
+VOCAB, SEQ, LENGTHS = 99, 16, (16, 11, 6)
+
+
+def _inputs(config):
+  rng = np.random.default_rng(0)
+  pad = config.pad_token_id if config.pad_token_id is not None else 0
+  mask = (np.arange(SEQ)[None] < np.array(LENGTHS)[:, None]).astype(np.int64)
+  ids = np.where(mask, rng.integers(5, VOCAB, (len(LENGTHS), SEQ)), pad)
+  types = np.where(mask & (np.arange(SEQ)[None] >= 4), 1, 0)
+  if getattr(config, "type_vocab_size", 2) < 2:
+    types = np.zeros_like(types)
+  return ids, types, mask
+
+
+def _reference(hf, ids, types, mask):
+  args = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+  if hf.config.model_type != "distilbert":
+    args["token_type_ids"] = torch.tensor(types)
+  with torch.no_grad():
+    out = hf(**args, output_hidden_states=True)
+  return out.hidden_states[-1].numpy(), torch.softmax(out.logits, -1)[:, 1].numpy()
+
+
+@pytest.fixture(params=sorted(CONFIGS))
+def family(request):
+  return request.param
+
+
+@pytest.mark.parametrize("with_head", [True, False], ids=["with head", "base model"])
+def test_hidden_states_and_probability_equal_transformers(family, with_head, tmp_path):
+  hf = random_model(family, VOCAB)
+  (hf if with_head else hf.base_model).save_pretrained(str(tmp_path))
+  ids, types, mask = _inputs(hf.config)
+  hidden_ref, probability_ref = _reference(hf, ids, types, mask)
+  model, config, _ = pretrained.load_pretrained(str(tmp_path), max_length=SEQ)
+  real = mask.astype(bool)
+  hidden = np.asarray(model.encoder(ids, types, mask))
+  np.testing.assert_allclose(hidden[real], hidden_ref[real], atol=1e-4)
+  probability = 1 / (1 + np.exp(-np.asarray(model(ids, types, mask))))
+  if with_head:
+    np.testing.assert_allclose(probability, probability_ref, atol=1e-4)
+  else:  # a fresh head: the encoder's weights only
+    assert np.abs(probability - probability_ref).max() > 1e-3
+
+
+def test_an_incomplete_or_wrong_checkpoint_lists_the_weights(family, tmp_path):
+  from safetensors.numpy import load_file, save_file
+
+  random_model(family, VOCAB).save_pretrained(str(tmp_path))
+  weights = load_file(str(tmp_path / "model.safetensors"))
+  dropped = next(k for k in sorted(weights) if ".layer.1." in k and k.endswith(".weight"))
+  changed = next(k for k in sorted(weights) if "LayerNorm.bias" in k or "layer_norm.bias" in k)
+  weights.pop(dropped)
+  weights[changed] = np.zeros(31, np.float32)
+  weights["extra.weight"] = np.zeros(3, np.float32)
+  save_file(weights, str(tmp_path / "model.safetensors"))
+  with pytest.raises(pretrained.PretrainedError) as error:
+    pretrained.load_pretrained(str(tmp_path), max_length=SEQ)
+  message = str(error.value)
+  assert f"missing: {dropped.removeprefix(FAMILY_MODULES[family].PREFIX)}" in message
+  assert "unexpected: extra.weight" in message
+  assert "(31,) in the" in message
+
+
+def test_another_model_type_or_option_is_named(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"model_type": "albert"}))
+  with pytest.raises(pretrained.PretrainedError, match="model_type 'albert' is not supported"):
+    pretrained.model_config(tmp_path, 16)
+  config = CONFIGS["bert"](VOCAB).to_dict() | {"position_embedding_type": "relative_key"}
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  with pytest.raises(pretrained.PretrainedError, match="position_embedding_type 'relative_key'"):
+    pretrained.model_config(tmp_path, 16)
+
+
+def test_a_head_with_other_than_two_labels_is_refused(tmp_path):
+  torch.manual_seed(0)
+  config = CONFIGS["bert"](VOCAB)
+  config.num_labels = 3
+  transformers.BertForSequenceClassification(config).save_pretrained(str(tmp_path))
+  with pytest.raises(pretrained.PretrainedError, match="3 labels"):
+    pretrained.load_pretrained(str(tmp_path), max_length=SEQ)
+
+
+@pytest.mark.parametrize("family, learning_rate", [("roberta", 2e-5), ("electra", 3e-4),
+                                                   ("distilbert", 2e-5), ("bert", 1e-4)])
+def test_pretrained_alone_takes_the_family_s_learning_rate(family, learning_rate, tmp_path):
+  from flax_mrpc import train
+
+  random_model(family, VOCAB).save_pretrained(str(tmp_path))
+  args = ["--pretrained", str(tmp_path), "--workdir", "w", "--set", "max_length=32"]
+  config = train.config_from_args(train.parse_args(args))
+  assert config.train.learning_rate == learning_rate and config.train.epochs == 6
+  given = train.config_from_args(train.parse_args([*args, "--learning-rate", "3e-5"]))
+  assert given.train.learning_rate == 3e-5
