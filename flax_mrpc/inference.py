@@ -11,9 +11,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import batching, steps, tokenization
+from flax_mrpc import batching, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError
-from flax_mrpc.config import Config
+from flax_mrpc.config import Config, get_preset
 from flax_mrpc.data import Example
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
@@ -61,7 +61,7 @@ class TrainedModel:
   graphdef: nnx.GraphDef
   params: nnx.State
   tokenizer: object
-  best_epoch: int
+  best_epoch: int | None  # None: a checkpoint's own head, not trained here
 
   def __post_init__(self):
     self._eval = jax.jit(functools.partial(steps.eval_step, graphdef=self.graphdef))
@@ -95,3 +95,24 @@ def load_trained(workdir: str | Path) -> TrainedModel:
   source = str(workdir / "tokenizer") if tc.tokenizer == "train" else tc.tokenizer
   tokenizer = tokenization.load_tokenizer(source, tc.lowercase)
   return TrainedModel(config, graphdef, params, tokenizer, meta["best"]["epoch"])
+
+
+def load_checkpoint(name_or_path: str, max_length: int | None = None) -> TrainedModel:
+  """A Hugging Face checkpoint with its own 2-label classification head (one
+  fine-tuned on MRPC, say), ready to score pairs without training here, with
+  the finetune preset's `max_length` (128) or as many as the model has."""
+  if max_length is None:
+    shape = pretrained.model_config(pretrained.resolve(name_or_path), 1)
+    max_length = min(get_preset("finetune").model.max_length,
+                     shape.num_positions - shape.position_offset)
+  config = pretrained.configure(get_preset("finetune").replace(
+      pretrained=name_or_path, max_length=max_length))
+  model = PairClassifier(config.model, rngs=nnx.Rngs(0))
+  checkpoint = Path(config.train.pretrained)
+  if not pretrained.load_into(model, config.model, checkpoint):
+    raise pretrained.PretrainedError(
+        f"{checkpoint} has no sequence-classification head to score with. Fine-tune it first: "
+        f"python -m flax_mrpc.train --pretrained {name_or_path} --workdir DIR.")
+  graphdef, params = nnx.split(model)
+  tokenizer = tokenization.load_tokenizer(config.train.tokenizer, config.train.lowercase)
+  return TrainedModel(config, graphdef, params, tokenizer, None)

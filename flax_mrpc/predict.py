@@ -1,6 +1,7 @@
-"""Score sentence pairs with a workdir's best checkpoint.
+"""Score sentence pairs with a workdir's best checkpoint, or a checkpoint's own head.
 
     python -m flax_mrpc.predict --workdir runs/default --pair "He left." "He went away."
+    python -m flax_mrpc.predict --pretrained textattack/roberta-base-MRPC --input pairs.tsv
     python -m flax_mrpc.predict --workdir runs/default --input pairs.tsv --output scored.tsv
     python -m flax_mrpc.predict --workdir runs/default --glue-submission
 
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
 from flax_mrpc import data, tsv
-from flax_mrpc.inference import load_trained
+from flax_mrpc.inference import load_checkpoint, load_trained
 
 HEADER = ["sentence1", "sentence2"]
 BATCH_PAIRS = 4096  # pairs read, scored and written at a time
@@ -78,8 +79,11 @@ def _batched(examples: Iterable[data.Example], size: int) -> Iterator[list[data.
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m flax_mrpc.predict",
                                    description=__doc__.splitlines()[0])
-  parser.add_argument("--workdir", required=True, metavar="DIR",
-                      help="the --workdir of a training run")
+  model = parser.add_mutually_exclusive_group(required=True)
+  model.add_argument("--workdir", metavar="DIR", help="the --workdir of a training run")
+  model.add_argument("--pretrained", metavar="PATH_OR_ID",
+                     help="a Hugging Face checkpoint with its own 2-label classification head "
+                          "(e.g. one fine-tuned on MRPC), scored without training")
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--pair", nargs=2, metavar=("SENTENCE1", "SENTENCE2"))
   source.add_argument("--input", type=Path, metavar="FILE",
@@ -101,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
       check_pair_argument(*args.pair)
       examples, total = [data.Example(*args.pair, data.UNLABELLED, 0)], 1
-    trained = load_trained(args.workdir)
+    if args.glue_submission and args.pretrained and not args.output:
+      raise ValueError("--glue-submission with --pretrained needs --output FILE.")
+    trained = load_trained(args.workdir) if args.workdir else load_checkpoint(args.pretrained)
     output = args.output or (Path(args.workdir) / "MRPC.tsv" if args.glue_submission else None)
     with contextlib.ExitStack() as stack:
       out = sys.stdout if output is None else stack.enter_context(open(output, "w"))
