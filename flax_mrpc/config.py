@@ -41,6 +41,16 @@ class ModelConfig:
   # Word, position and segment embeddings this wide, projected to d_model
   # (ELECTRA's small discriminators); None = d_model.
   embedding_size: int | None = None
+  absolute_positions: bool = True  # learned absolute position embeddings (not DeBERTa-v3)
+  # DeBERTa's disentangled attention (modules.RelativeAttention): scores
+  # against relative positions, log-bucketed beyond position_buckets // 2
+  # (0: not bucketed), up to max_relative_positions.
+  relative_attention: bool = False
+  position_buckets: int = 0
+  max_relative_positions: int = 0
+  relative_attention_types: str = "c2p|p2c"  # content-to-position, position-to-content
+  share_relative_key: bool = True  # positions projected with the content q, k projections
+  norm_relative_embeddings: bool = False  # LayerNorm on the relative embeddings
   # Adds a learned embedding of `match_ids` (1 where the token also occurs in
   # the other sentence): the exact-match feature of DrQA/ESIM-style pair models.
   match_embedding: bool = False
@@ -68,6 +78,11 @@ class ModelConfig:
       )
     if self.activation not in ("relu", "gelu"):
       raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}.")
+    if self.relative_attention and not (
+        (self.position_buckets or self.max_relative_positions) > 0
+        and set(self.relative_attention_types.split("|")) <= {"c2p", "p2c"}):
+      raise ValueError("relative_attention needs position_buckets or max_relative_positions "
+                       "above 0, and relative_attention_types of c2p, p2c or c2p|p2c.")
     if self.pooler_activation not in ("tanh", "gelu", "relu"):
       raise ValueError("pooler_activation must be 'tanh', 'gelu' or 'relu', got "
                        f"{self.pooler_activation!r}.")

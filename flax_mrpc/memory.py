@@ -22,11 +22,17 @@ def parameter_count(model: ModelConfig) -> int:
   """The parameters of `PairClassifier(model)`, from its sizes."""
   d, ff, width = model.d_model, model.d_ff, model.embedding_width
   segments_and_norm = 0 if model.seed_embedding else model.type_vocab_size + 2
-  embeddings = (model.vocab_size + model.num_positions + segments_and_norm
+  positions = model.num_positions if model.absolute_positions else 0
+  embeddings = (model.vocab_size + positions + segments_and_norm
                 + 2 * model.match_embedding) * width
   if width != d:
     embeddings += width * d + d  # the projection to d_model
   layer = 4 * (d * d + d) + 2 * d * ff + ff + d + 4 * d
+  if model.relative_attention:
+    embeddings += 2 * (model.position_buckets or model.max_relative_positions) * d
+    embeddings += 2 * d if model.norm_relative_embeddings else 0
+    if not model.share_relative_key:
+      layer += len(model.relative_attention_types.split("|")) * (d * d + d)
   final_norm = 2 * d if model.norm == "pre" else 0
   pooler = (d * d + d) if model.pooler else 0
   return embeddings + model.num_layers * layer + final_norm + pooler + d + 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from flax_mrpc.config import ModelConfig
@@ -69,7 +70,7 @@ class PreProcess(nnx.Module):
     width = config.embedding_width
     embed = lambda n: nnx.Embed(n, width, embedding_init=_INIT, dtype=_dtype(config), rngs=rngs)
     self.word_embeddings = embed(config.vocab_size)
-    self.position_embeddings = embed(config.num_positions)
+    self.position_embeddings = embed(config.num_positions) if config.absolute_positions else None
     if config.seed_embedding:
       self.token_type_embeddings = None
       self.norm = None
@@ -92,7 +93,9 @@ class PreProcess(nnx.Module):
     model has a match embedding) -> [batch, seq, embedding width]."""
     seq_len = input_ids.shape[-1]
     positions = jnp.arange(seq_len)[None, :] + self.position_offset
-    x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+    x = self.word_embeddings(input_ids)
+    if self.position_embeddings is not None:
+      x = x + self.position_embeddings(positions)
     if self.match_embeddings is not None:
       if match_ids is None:
         raise ValueError("this model has a match embedding: pass match_ids [batch, seq].")
@@ -130,17 +133,26 @@ class MultiHeadAttention(nnx.Module):
     b, s, d = x.shape
     return x.reshape(b, s, self.num_heads, d // self.num_heads).transpose(0, 2, 1, 3)
 
+  def scores(self, q: jax.Array, k: jax.Array, relative: jax.Array | None,
+             rngs: nnx.Rngs | None) -> jax.Array:
+    """[batch, heads, query, head width], [batch, heads, key, head width] ->
+    [batch, heads, query, key] float32 scaled dot products."""
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
+    return scores / jnp.sqrt(jnp.float32(q.shape[-1]))
+
   def attention_weights(self, x: jax.Array, attention_mask: jax.Array,
-                        first_query_only: bool = False) -> jax.Array:
+                        first_query_only: bool = False, relative: jax.Array | None = None,
+                        rngs: nnx.Rngs | None = None) -> jax.Array:
     """[batch, seq, hidden], [batch, seq] mask -> [batch, heads, query, key]
     weights; query is 1 (the first position) with `first_query_only`.
+    `relative` is the encoder's relative-position embeddings, for
+    `RelativeAttention`.
 
     Softmax is taken in float32 whatever the compute dtype.
     """
     queries = x[:, :1] if first_query_only else x
     q, k = self._heads(self.q(queries)), self._heads(self.k(x))
-    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
-    scores = scores / jnp.sqrt(jnp.float32(q.shape[-1]))
+    scores = self.scores(q, k, relative, rngs)
     if self.use_mask:
       keep = attention_mask[:, None, None, :].astype(bool)
       scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
@@ -148,18 +160,77 @@ class MultiHeadAttention(nnx.Module):
 
   def __call__(
       self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
-      first_query_only: bool = False,
+      first_query_only: bool = False, relative: jax.Array | None = None,
   ) -> jax.Array:
     """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden], or
     [batch, 1, hidden] (the first position's output alone) with
     `first_query_only`: the same values and dropout at a fraction of the work."""
-    weights = self.attention_weights(x, attention_mask, first_query_only).astype(x.dtype)
+    weights = self.attention_weights(x, attention_mask, first_query_only, relative,
+                                     rngs).astype(x.dtype)
     b, h, _, s = weights.shape
     weights = _dropout(weights, self.attention_dropout, rngs, (b, h, s, s))
     v = self._heads(self.v(x))
     out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
     b, h, s, dh = out.shape
     return self.fc(out.transpose(0, 2, 1, 3).reshape(b, s, h * dh))
+
+
+def log_bucket_positions(relative: np.ndarray, buckets: int, max_position: int) -> np.ndarray:
+  """DeBERTa's bucketed relative positions (ints): exact within buckets // 2
+  of zero, logarithmic beyond, up to max_position; computed in float32, as
+  transformers does, so that the buckets' edges fall alike."""
+  mid = buckets // 2
+  near = (relative < mid) & (relative > -mid)
+  absolute = np.where(near, mid - 1, np.abs(relative)).astype(np.float32)
+  log_position = np.ceil(np.log(absolute / np.float32(mid))
+                         / np.log(np.float32((max_position - 1) / mid))
+                         * np.float32(mid - 1)) + np.float32(mid)
+  return np.where(absolute <= mid, relative, log_position * np.sign(relative)).astype(np.int32)
+
+
+class RelativeAttention(MultiHeadAttention):
+  """DeBERTa's disentangled attention: content-to-content scores plus
+  content-to-position (c2p: each query against the key's relative position)
+  and position-to-content (p2c: each key against the query's) scores, from
+  the encoder's relative-position embeddings projected by the content
+  projections (`share_relative_key`) or their own (`pos_k`, `pos_q`); all
+  divided by sqrt(head width x (1 + number of position terms)). The
+  position embeddings take dropout in every layer, as in transformers."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    super().__init__(config, rngs=rngs)
+    self.types = tuple(config.relative_attention_types.split("|"))
+    self.span = config.position_buckets or config.max_relative_positions
+    self.buckets, self.max_relative = config.position_buckets, config.max_relative_positions
+    own = not config.share_relative_key
+    d = config.d_model
+    self.pos_k = _linear(d, d, config, rngs) if own and "c2p" in self.types else None
+    self.pos_q = _linear(d, d, config, rngs) if own and "p2c" in self.types else None
+    self.position_dropout = nnx.Dropout(config.dropout)
+
+  def positions(self, num_queries: int, num_keys: int) -> np.ndarray:
+    """[query, key] rows of the relative embeddings: bucket(i - j) + span,
+    clipped to the table (a static index: shapes are known when tracing)."""
+    relative = np.arange(num_queries)[:, None] - np.arange(num_keys)[None, :]
+    if self.buckets > 0:
+      relative = log_bucket_positions(relative, self.buckets, self.max_relative)
+    return np.clip(relative + self.span, 0, 2 * self.span - 1)
+
+  def scores(self, q: jax.Array, k: jax.Array, relative: jax.Array | None,
+             rngs: nnx.Rngs | None) -> jax.Array:
+    relative = _dropout(relative, self.position_dropout, rngs)[None]  # [1, 2 span, hidden]
+    index = jnp.asarray(self.positions(q.shape[2], k.shape[2]))[None, None]
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
+    if "c2p" in self.types:
+      position_keys = self._heads((self.pos_k or self.k)(relative))[0]  # [heads, 2 span, width]
+      c2p = jnp.einsum("bhqd,hrd->bhqr", q, position_keys).astype(jnp.float32)
+      scores = scores + jnp.take_along_axis(c2p, index, axis=-1)
+    if "p2c" in self.types:
+      position_queries = self._heads((self.pos_q or self.q)(relative))[0]
+      p2c = jnp.einsum("bhkd,hrd->bhkr", k, position_queries).astype(jnp.float32)
+      scores = scores + jnp.take_along_axis(p2c, jnp.swapaxes(index, 2, 3),
+                                            axis=-1).swapaxes(2, 3)
+    return scores / jnp.sqrt(jnp.float32(q.shape[-1] * (1 + len(self.types))))
 
 
 class EncoderLayer(nnx.Module):
@@ -170,7 +241,8 @@ class EncoderLayer(nnx.Module):
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     self.pre_norm = config.norm == "pre"
     self.activation = config.activation
-    self.attention = MultiHeadAttention(config, rngs=rngs)
+    attention = RelativeAttention if config.relative_attention else MultiHeadAttention
+    self.attention = attention(config, rngs=rngs)
     self.attention_norm = _layer_norm(config, rngs)
     self.intermediate = _linear(config.d_model, config.d_ff, config, rngs)
     self.output = _linear(config.d_ff, config.d_model, config, rngs)
@@ -182,14 +254,15 @@ class EncoderLayer(nnx.Module):
 
   def __call__(
       self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
-      first_token_only: bool = False,
+      first_token_only: bool = False, relative: jax.Array | None = None,
   ) -> jax.Array:
     """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden], or
     [batch, 1, hidden] with `first_token_only`: the first position attends to
-    every key, and only its row goes through the rest of the layer."""
+    every key, and only its row goes through the rest of the layer.
+    `relative`: the encoder's relative-position embeddings (DeBERTa)."""
     full_shape = x.shape if first_token_only else None
     attend = lambda y: self.attention(y, attention_mask, rngs=rngs,
-                                      first_query_only=first_token_only)
+                                      first_query_only=first_token_only, relative=relative)
     residual = x[:, :1] if first_token_only else x
     if self.pre_norm:
       x = residual + _dropout(attend(self.attention_norm(x)), self.dropout, rngs, full_shape)
@@ -211,6 +284,12 @@ class Encoder(nnx.Module):
                                if config.embedding_width != config.d_model else None)
     self.layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_layers)])
     self.final_norm = _layer_norm(config, rngs) if config.norm == "pre" else None
+    span = config.position_buckets or config.max_relative_positions
+    self.relative_embeddings = nnx.Embed(
+        2 * span, config.d_model, embedding_init=_INIT, dtype=_dtype(config),
+        rngs=rngs) if config.relative_attention else None
+    self.relative_norm = (_layer_norm(config, rngs) if config.relative_attention
+                          and config.norm_relative_embeddings else None)
 
   def __call__(
       self,
@@ -231,9 +310,14 @@ class Encoder(nnx.Module):
     x = self.embeddings(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
     if self.embeddings_project is not None:
       x = self.embeddings_project(x)
+    relative = None
+    if self.relative_embeddings is not None:
+      relative = self.relative_embeddings.embedding.get_value().astype(x.dtype)
+      relative = self.relative_norm(relative) if self.relative_norm is not None else relative
     for i, layer in enumerate(self.layers):
       last = i == len(self.layers) - 1
-      x = layer(x, attention_mask, rngs=rngs, first_token_only=first_token_only and last)
+      x = layer(x, attention_mask, rngs=rngs, first_token_only=first_token_only and last,
+                relative=relative)
     if self.final_norm is not None:
       x = self.final_norm(x)
     return x

@@ -487,8 +487,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                            "finetune with --pretrained, else default)")
   common.add_argument("--pretrained", metavar="PATH_OR_ID",
                       help="start from a Hugging Face checkpoint (folder or hub id) of BERT, "
-                           "RoBERTa, XLM-R, DistilBERT or ELECTRA with the finetune recipe and "
-                           "the family's learning rate")
+                           "RoBERTa, XLM-R, DistilBERT, ELECTRA or DeBERTa-v2/v3 with the "
+                           "finetune recipe and the family's learning rate")
   common.add_argument("--data-dir", default=None, metavar="DIR",
                       help="folder with the MRPC files, for offline use (default: "
                            "$FLAX_MRPC_DATA_DIR, else download into the user cache)")

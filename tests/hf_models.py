@@ -21,6 +21,18 @@ CONFIGS = {
     "distilbert": lambda vocab: transformers.DistilBertConfig(
         vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=37, activation="gelu",
         max_position_embeddings=40, num_labels=2, seq_classif_dropout=0.3),
+    # DeBERTa-v3's layout: shared position projections, no absolute positions, no segments;
+    # 8 buckets, so that pairs of 16 tokens reach the logarithmic ones.
+    "deberta-v3": lambda vocab: transformers.DebertaV2Config(
+        **SHAPE, vocab_size=vocab, max_position_embeddings=40, type_vocab_size=0,
+        relative_attention=True, position_buckets=8, max_relative_positions=40,
+        pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
+        position_biased_input=False, pooler_hidden_size=32, pooler_dropout=0),
+    # DeBERTa-v2's other options: own position projections, absolute positions, segments.
+    "deberta-v2": lambda vocab: transformers.DebertaV2Config(
+        **SHAPE, vocab_size=vocab, max_position_embeddings=40, type_vocab_size=2,
+        relative_attention=True, max_relative_positions=12, pos_att_type=["c2p", "p2c"],
+        share_att_key=False, position_biased_input=True, pooler_hidden_size=32),
 }
 BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
 

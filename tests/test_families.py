@@ -75,9 +75,14 @@ def test_an_incomplete_or_wrong_checkpoint_lists_the_weights(family, tmp_path):
   with pytest.raises(pretrained.PretrainedError) as error:
     pretrained.load_pretrained(str(tmp_path), max_length=SEQ)
   message = str(error.value)
-  assert f"missing: {dropped.removeprefix(FAMILY_MODULES[family].PREFIX)}" in message
+  prefix = FAMILY_MODULES[hf_config_type(tmp_path)].PREFIX
+  assert f"missing: {dropped.removeprefix(prefix)}" in message
   assert "unexpected: extra.weight" in message
   assert "(31,) in the" in message
+
+
+def hf_config_type(folder):
+  return json.loads((folder / "config.json").read_text())["model_type"]
 
 
 def test_another_model_type_or_option_is_named(tmp_path):
@@ -100,6 +105,7 @@ def test_a_head_with_other_than_two_labels_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("family, learning_rate", [("roberta", 2e-5), ("electra", 3e-4),
+                                                   ("deberta-v3", 2e-5),
                                                    ("distilbert", 2e-5), ("bert", 1e-4)])
 def test_pretrained_alone_takes_the_family_s_learning_rate(family, learning_rate, tmp_path):
   from flax_mrpc import train
@@ -110,3 +116,36 @@ def test_pretrained_alone_takes_the_family_s_learning_rate(family, learning_rate
   assert config.train.learning_rate == learning_rate and config.train.epochs == 6
   given = train.config_from_args(train.parse_args([*args, "--learning-rate", "3e-5"]))
   assert given.train.learning_rate == 3e-5
+
+
+def test_each_family_s_tokenizer_writes_its_pair_format(splits, tmp_path):
+  import sentencepiece
+
+  from flax_mrpc import tokenization
+  from hf_models import write_tokenizer
+
+  sentences = [s for e in splits["train"][:300] for s in (e.sentence1, e.sentence2)]
+  pairs = splits["test"][:2]
+  (tmp_path / "roberta").mkdir()
+  write_tokenizer("roberta", tmp_path / "roberta", sentences)
+  roberta = tokenization.load_tokenizer(str(tmp_path / "roberta"))
+  encoded = tokenization.encode_pairs(roberta, pairs, max_length=96)
+  tokens = roberta.convert_ids_to_tokens(encoded.input_ids[0][encoded.attention_mask[0] == 1])
+  middle = tokens.index("</s>")
+  assert tokens[0] == "<s>" and tokens[middle:middle + 2] == ["</s>", "</s>"]
+  assert tokens[-1] == "</s>" and not encoded.token_type_ids.any()  # no segments
+
+  spm = tmp_path / "deberta"
+  spm.mkdir()
+  (spm / "text.txt").write_text("\n".join(sentences))
+  sentencepiece.SentencePieceTrainer.train(
+      input=str(spm / "text.txt"), model_prefix=str(spm / "spm"), vocab_size=300, pad_id=0,
+      bos_id=1, eos_id=2, unk_id=3, control_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2)
+  (spm / "config.json").write_text(json.dumps({"model_type": "deberta-v2"}))
+  deberta = tokenization.load_tokenizer(str(spm))  # spm.model alone, as DeBERTa-v3 ships
+  encoded = tokenization.encode_pairs(deberta, pairs, max_length=128)
+  real = encoded.attention_mask[0] == 1
+  tokens = deberta.convert_ids_to_tokens(encoded.input_ids[0][real])
+  assert tokens[0] == "[CLS]" and tokens.count("[SEP]") == 2 and tokens[-1] == "[SEP]"
+  segments = encoded.token_type_ids[0][real]
+  assert segments[tokens.index("[SEP]") + 1] == 1 and segments[0] == 0

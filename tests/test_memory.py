@@ -14,7 +14,12 @@ from flax_mrpc.modules import PairClassifier
                 norm="pre", pooler=True, match_embedding=True),
     ModelConfig(vocab_size=50, max_length=8, d_model=16, num_heads=2, d_ff=24,
                 embedding_size=8, type_vocab_size=0),
-], ids=["seed", "default", "finetune", "pre-norm, pooler, match", "projected, no segments"])
+    ModelConfig(vocab_size=50, max_length=8, d_model=16, num_heads=2, d_ff=24,
+                absolute_positions=False, relative_attention=True, position_buckets=4,
+                max_relative_positions=16, share_relative_key=False,
+                norm_relative_embeddings=True),
+], ids=["seed", "default", "finetune", "pre-norm, pooler, match", "projected, no segments",
+        "relative attention"])
 def test_parameter_count_is_the_models(model):
   _, params = nnx.split(PairClassifier(model, rngs=nnx.Rngs(0)))
   assert memory.parameter_count(model) == steps.param_count(params)

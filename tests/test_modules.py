@@ -114,8 +114,13 @@ def test_bfloat16_compute_keeps_float32_params():
   assert np.isfinite(np.asarray(model(ids, types, mask))).all()
 
 
-@pytest.mark.parametrize("variant", [{"norm": "post"}, {"norm": "pre"},
-                                     {"seed_embedding": True, "mask_attention": False}])
+@pytest.mark.parametrize("variant", [
+    {"norm": "post"}, {"norm": "pre"}, {"seed_embedding": True, "mask_attention": False},
+    {"embedding_size": 16, "type_vocab_size": 0, "position_offset": 2},  # ELECTRA, RoBERTa
+    {"relative_attention": True, "position_buckets": 8, "max_relative_positions": 32,
+     "share_relative_key": False, "absolute_positions": False,
+     "norm_relative_embeddings": True},  # DeBERTa
+], ids=["post-LN", "pre-LN", "seed", "projected embeddings", "relative attention"])
 def test_first_token_only_equals_the_full_encoder_under_dropout(variant):
   config = ModelConfig(**{**SMALL.__dict__, **variant, "dropout": 0.3,
                           "attention_dropout": 0.3})

@@ -42,7 +42,8 @@ def learning_rate(model: ModelConfig) -> float:
 # Fields of a from-scratch ModelConfig that BERT cannot hold, with the value it needs.
 _BERT_NEEDS = {"seed_embedding": False, "match_embedding": False, "norm": "post",
                "mask_attention": True, "pooler": True, "pooler_activation": "tanh",
-               "pooler_input_dropout": False, "position_offset": 0, "embedding_size": None}
+               "pooler_input_dropout": False, "position_offset": 0, "embedding_size": None,
+               "absolute_positions": True, "relative_attention": False}
 
 
 def hf_config(model: ModelConfig) -> dict[str, Any]:
