@@ -1,0 +1,72 @@
+"""How close are this project's modules to transformers on a checkpoint?
+
+Command: PYTHONPATH=. python experiments/family_parity.py CHECKPOINT... \
+             [--data-dir DIR] [--pairs 32] [--max-length 64]
+Machine: any (needs torch); seconds per small checkpoint.
+For each checkpoint folder it scores the first `--pairs` MRPC test pairs,
+padded to the longest, with the checkpoint's tokenizer, and prints the
+largest absolute difference from transformers' `AutoModelForSequenceClassification`
+(eval mode) in the last hidden states (real tokens only) and, when the
+checkpoint has a 2-label head, in the probability (our sigmoid against its
+softmax[:, 1]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from flax import nnx
+
+from flax_mrpc import data, pretrained, tokenization
+from flax_mrpc.modules import PairClassifier
+
+
+def differences(folder: Path, pairs: list[data.Example], max_length: int) -> tuple[float, float | None]:
+  """(max |hidden state difference|, max |probability difference| or None)."""
+  import torch
+  import transformers
+
+  config = pretrained.model_config(folder, max_length)
+  model = PairClassifier(config, rngs=nnx.Rngs(0))
+  has_head = pretrained.load_into(model, config, folder)
+  tokenizer = tokenization.load_tokenizer(str(folder))
+  batch = tokenizer([e.sentence1 for e in pairs], [e.sentence2 for e in pairs],
+                    truncation="longest_first", max_length=max_length, padding=True,
+                    return_tensors="np", return_token_type_ids=True)
+  hf = transformers.AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+  inputs = {k: torch.tensor(batch[k]) for k in ("input_ids", "attention_mask")}
+  if "token_type_ids" in hf.forward.__code__.co_varnames:
+    inputs["token_type_ids"] = torch.tensor(batch["token_type_ids"])
+  with torch.no_grad():
+    out = hf(**inputs, output_hidden_states=True)
+  args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+  real = batch["attention_mask"].astype(bool)
+  hidden = np.abs(np.asarray(model.encoder(*args))[real] - out.hidden_states[-1].numpy()[real])
+  if not has_head:
+    return float(hidden.max()), None
+  ours = 1 / (1 + np.exp(-np.asarray(model(*args))))
+  theirs = torch.softmax(out.logits, -1)[:, 1].numpy()
+  return float(hidden.max()), float(np.abs(ours - theirs).max())
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("checkpoints", nargs="+", type=Path)
+  parser.add_argument("--data-dir", help="MRPC folder (default: $FLAX_MRPC_DATA_DIR)")
+  parser.add_argument("--pairs", type=int, default=32)
+  parser.add_argument("--max-length", type=int, default=64)
+  args = parser.parse_args()
+  pairs = data.load_splits(data.find_data_dir(args.data_dir))["test"][:args.pairs]
+  print(f"{'checkpoint':40} {'model_type':12} {'hidden':>9} {'probability':>11}")
+  for folder in args.checkpoints:
+    hidden, probability = differences(folder, pairs, args.max_length)
+    kind = json.loads((folder / "config.json").read_text()).get("model_type", "bert")
+    shown = "no head" if probability is None else f"{probability:.2e}"
+    print(f"{str(folder)[-40:]:40} {kind:12} {hidden:9.2e} {shown:>11}")
+
+
+if __name__ == "__main__":
+  main()
