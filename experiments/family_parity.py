@@ -38,7 +38,7 @@ def differences(folder: Path, pairs: list[data.Example], max_length: int) -> tup
                     return_tensors="np", return_token_type_ids=True)
   hf = transformers.AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
   inputs = {k: torch.tensor(batch[k]) for k in ("input_ids", "attention_mask")}
-  if "token_type_ids" in hf.forward.__code__.co_varnames:
+  if hf.config.model_type != "distilbert":  # DistilBERT takes no segments
     inputs["token_type_ids"] = torch.tensor(batch["token_type_ids"])
   with torch.no_grad():
     out = hf(**inputs, output_hidden_states=True)

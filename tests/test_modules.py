@@ -116,7 +116,8 @@ def test_bfloat16_compute_keeps_float32_params():
 
 @pytest.mark.parametrize("variant", [
     {"norm": "post"}, {"norm": "pre"}, {"seed_embedding": True, "mask_attention": False},
-    {"embedding_size": 16, "type_vocab_size": 0, "position_offset": 2},  # ELECTRA, RoBERTa
+    {"embedding_size": 16, "type_vocab_size": 0, "position_offset": 2,
+     "max_positions": 130},  # ELECTRA, RoBERTa
     {"relative_attention": True, "position_buckets": 8, "max_relative_positions": 32,
      "share_relative_key": False, "absolute_positions": False,
      "norm_relative_embeddings": True},  # DeBERTa
