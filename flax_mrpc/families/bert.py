@@ -28,8 +28,7 @@ def encoder_names(config: ModelConfig) -> common.Names:
 
 
 def head_names(config: ModelConfig) -> common.Names:
-  return {("classifier", "kernel"): ("classifier.weight", common.logit_kernel),
-          ("classifier", "bias"): ("classifier.bias", common.logit_bias)}
+  return common.classification_head(None, "classifier")
 
 
 def learning_rate(model: ModelConfig) -> float:

@@ -63,6 +63,14 @@ def linear(ours: tuple, hf: str) -> Names:
   return {ours + ("kernel",): (f"{hf}.weight", kernel), ours + ("bias",): (f"{hf}.bias", same)}
 
 
+def classification_head(dense: str | None, out: str) -> Names:
+  """A 2-label head: an optional dense layer `dense` onto our pooler, and the
+  output layer `out` onto our one logit."""
+  names = linear(("pooler",), dense) if dense else {}
+  return names | {("classifier", "kernel"): (f"{out}.weight", logit_kernel),
+                  ("classifier", "bias"): (f"{out}.bias", logit_bias)}
+
+
 def layer_norm(ours: tuple, hf: str) -> Names:
   return {ours + ("scale",): (f"{hf}.weight", same), ours + ("bias",): (f"{hf}.bias", same)}
 

@@ -95,9 +95,7 @@ def encoder_names(config: ModelConfig) -> common.Names:
 
 
 def head_names(config: ModelConfig) -> common.Names:
-  return common.linear(("pooler",), "pooler.dense") | {
-      ("classifier", "kernel"): ("classifier.weight", common.logit_kernel),
-      ("classifier", "bias"): ("classifier.bias", common.logit_bias)}
+  return common.classification_head("pooler.dense", "classifier")
 
 
 def learning_rate(model: ModelConfig) -> float:

@@ -47,9 +47,7 @@ def encoder_names(config: ModelConfig) -> common.Names:
 
 
 def head_names(config: ModelConfig) -> common.Names:
-  return common.linear(("pooler",), "pre_classifier") | {
-      ("classifier", "kernel"): ("classifier.weight", common.logit_kernel),
-      ("classifier", "bias"): ("classifier.bias", common.logit_bias)}
+  return common.classification_head("pre_classifier", "classifier")
 
 
 def learning_rate(model: ModelConfig) -> float:

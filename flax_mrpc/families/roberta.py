@@ -31,9 +31,7 @@ def encoder_names(config: ModelConfig) -> common.Names:
 
 
 def head_names(config: ModelConfig) -> common.Names:
-  return common.linear(("pooler",), "classifier.dense") | {
-      ("classifier", "kernel"): ("classifier.out_proj.weight", common.logit_kernel),
-      ("classifier", "bias"): ("classifier.out_proj.bias", common.logit_bias)}
+  return common.classification_head("classifier.dense", "classifier.out_proj")
 
 
 def learning_rate(model: ModelConfig) -> float:
