@@ -37,10 +37,9 @@ def _transformers_probabilities(folder: Path, pairs) -> np.ndarray:
 
 
 def _round_trip(workdir: Path, args: list[str], mrpc_dir, splits, tmp_path) -> None:
-  """Fine-tunes through the CLI's config, exports through the CLI, and
+  """Fine-tunes through the train CLI, exports through the export CLI, and
   compares transformers' probabilities with the workdir's."""
-  config = train.config_from_args(train.parse_args([*args, "--workdir", str(workdir)]))
-  train.train_and_evaluate(config, workdir, mrpc_dir, progress=False)
+  assert train.main([*args, "--workdir", str(workdir), "--data-dir", str(mrpc_dir)]) == 0
   out = tmp_path / "exported"
   assert export.main(["--workdir", str(workdir), "--output", str(out)]) == 0
   exported = json.loads((out / "config.json").read_text())
