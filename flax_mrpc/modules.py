@@ -8,7 +8,13 @@ Every module is a plain `nnx.Module`: use it directly, or take its pure
 Dropout is active only when an `nnx.Rngs` with a `dropout` stream is passed
 as `rngs=`; without it the modules are deterministic (evaluation).
 
-Shapes: `batch` pairs of `seq` tokens, `hidden` = `config.d_model`.
+Shapes: `batch` rows of `seq` tokens, `hidden` = `config.d_model`.
+
+A row holds one pair, or several pairs packed one after another
+(`flax_mrpc.packing`). `attention_mask` is then a row of segment ids: 0 on
+padding, k on the k-th pair's tokens; a token attends only to tokens of its
+own segment, so a 0/1 mask is the one-pair case. `positions` restart at each
+pair, and `first_positions` [batch, K] say where the row's pairs start.
 """
 
 from __future__ import annotations
@@ -41,15 +47,24 @@ _ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh,
                 "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
+def at_queries(full: jax.Array, query_positions: jax.Array, axis: int = 1) -> jax.Array:
+  """The entries of `full` [batch, ...] at `query_positions` [batch, K] along
+  `axis` (1 for [batch, seq, hidden], 2 for [batch, heads, query, key])."""
+  shape = [1] * full.ndim
+  shape[0], shape[axis] = query_positions.shape
+  return jnp.take_along_axis(full, query_positions.reshape(shape), axis=axis)
+
+
 def _dropout(x: jax.Array, layer: nnx.Dropout, rngs: nnx.Rngs | None,
-             full_shape: tuple[int, ...] | None = None) -> jax.Array:
-  """Dropout of `x`. With `full_shape`, `x` is the leading slice of a tensor of
-  that shape (its first query row, say) and gets the part of the mask that the
-  whole tensor would draw: the same key, the same bits."""
+             full_shape: tuple[int, ...] | None = None,
+             query_positions: jax.Array | None = None, axis: int = 1) -> jax.Array:
+  """Dropout of `x`. With `full_shape`, `x` holds the rows at `query_positions`
+  (along `axis`) of a tensor of that shape, and gets the part of the mask
+  that the whole tensor would draw: the same key, the same bits."""
   if full_shape is None or rngs is None:
     return layer(x, deterministic=rngs is None, rngs=rngs)
   scale = layer(jnp.ones(full_shape, x.dtype), deterministic=False, rngs=rngs)
-  return x * scale[tuple(slice(0, n) for n in x.shape)]
+  return x * at_queries(scale, query_positions, axis)
 
 
 class PreProcess(nnx.Module):
@@ -87,12 +102,15 @@ class PreProcess(nnx.Module):
       attention_mask: jax.Array,
       match_ids: jax.Array | None = None,
       *,
+      positions: jax.Array | None = None,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
-    """[batch, seq] int ids, segment ids, 0/1 mask (and 0/1 match ids when the
-    model has a match embedding) -> [batch, seq, embedding width]."""
-    seq_len = input_ids.shape[-1]
-    positions = jnp.arange(seq_len)[None, :] + self.position_offset
+    """[batch, seq] int ids, token types, mask (and 0/1 match ids when the
+    model has a match embedding; positions, 0, 1, ... by default) ->
+    [batch, seq, embedding width]."""
+    if positions is None:
+      positions = jnp.arange(input_ids.shape[-1])[None, :]
+    positions = positions + self.position_offset
     x = self.word_embeddings(input_ids)
     if self.position_embeddings is not None:
       x = x + self.position_embeddings(positions)
@@ -113,7 +131,8 @@ class PreProcess(nnx.Module):
 class MultiHeadAttention(nnx.Module):
   """Scaled dot-product self-attention with q, k, v and output (`fc`) projections.
 
-  Padded keys (`attention_mask == 0`) get zero weight, unless
+  A query attends to the keys of its own segment (`attention_mask`: 0 on
+  padding, k on the k-th pair of a packed row), unless
   `config.mask_attention` is False: then every position is attended to, as
   the seed does.
   """
@@ -134,41 +153,48 @@ class MultiHeadAttention(nnx.Module):
     return x.reshape(b, s, self.num_heads, d // self.num_heads).transpose(0, 2, 1, 3)
 
   def scores(self, q: jax.Array, k: jax.Array, relative: jax.Array | None,
-             rngs: nnx.Rngs | None) -> jax.Array:
+             query_positions: jax.Array | None, rngs: nnx.Rngs | None) -> jax.Array:
     """[batch, heads, query, head width], [batch, heads, key, head width] ->
     [batch, heads, query, key] float32 scaled dot products."""
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
     return scores / jnp.sqrt(jnp.float32(q.shape[-1]))
 
   def attention_weights(self, x: jax.Array, attention_mask: jax.Array,
-                        first_query_only: bool = False, relative: jax.Array | None = None,
+                        query_positions: jax.Array | None = None,
+                        relative: jax.Array | None = None,
                         rngs: nnx.Rngs | None = None) -> jax.Array:
-    """[batch, seq, hidden], [batch, seq] mask -> [batch, heads, query, key]
-    weights; query is 1 (the first position) with `first_query_only`.
-    `relative` is the encoder's relative-position embeddings, for
-    `RelativeAttention`.
+    """[batch, seq, hidden], [batch, seq] segment ids -> [batch, heads, query,
+    key] weights; the queries are every position, or the K positions
+    `query_positions` [batch, K]. `relative` is the encoder's
+    relative-position embeddings, for `RelativeAttention`.
 
     Softmax is taken in float32 whatever the compute dtype.
     """
-    queries = x[:, :1] if first_query_only else x
+    queries = x if query_positions is None else at_queries(x, query_positions)
     q, k = self._heads(self.q(queries)), self._heads(self.k(x))
-    scores = self.scores(q, k, relative, rngs)
+    scores = self.scores(q, k, relative, query_positions, rngs)
     if self.use_mask:
-      keep = attention_mask[:, None, None, :].astype(bool)
+      query_segments = (attention_mask if query_positions is None
+                        else jnp.take_along_axis(attention_mask, query_positions, axis=1))
+      key_segments = attention_mask[:, None, None, :]
+      query_segments = query_segments[:, None, :, None]
+      # Padding queries (segment 0) attend to every real key: their outputs are never read.
+      keep = (key_segments > 0) & ((key_segments == query_segments) | (query_segments == 0))
       scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
     return jax.nn.softmax(scores, axis=-1)
 
   def __call__(
       self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
-      first_query_only: bool = False, relative: jax.Array | None = None,
+      query_positions: jax.Array | None = None, relative: jax.Array | None = None,
   ) -> jax.Array:
-    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden], or
-    [batch, 1, hidden] (the first position's output alone) with
-    `first_query_only`: the same values and dropout at a fraction of the work."""
-    weights = self.attention_weights(x, attention_mask, first_query_only, relative,
+    """[batch, seq, hidden], [batch, seq] segment ids -> [batch, seq, hidden],
+    or [batch, K, hidden] (the outputs at `query_positions` [batch, K] alone):
+    the same values and dropout at a fraction of the work."""
+    weights = self.attention_weights(x, attention_mask, query_positions, relative,
                                      rngs).astype(x.dtype)
     b, h, _, s = weights.shape
-    weights = _dropout(weights, self.attention_dropout, rngs, (b, h, s, s))
+    full_shape = None if query_positions is None else (b, h, s, s)
+    weights = _dropout(weights, self.attention_dropout, rngs, full_shape, query_positions, 2)
     v = self._heads(self.v(x))
     out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
     b, h, s, dh = out.shape
@@ -208,18 +234,22 @@ class RelativeAttention(MultiHeadAttention):
     self.pos_q = _linear(d, d, config, rngs) if own and "p2c" in self.types else None
     self.position_dropout = nnx.Dropout(config.dropout)
 
-  def positions(self, num_queries: int, num_keys: int) -> np.ndarray:
-    """[query, key] rows of the relative embeddings: bucket(i - j) + span,
-    clipped to the table (a static index: shapes are known when tracing)."""
-    relative = np.arange(num_queries)[:, None] - np.arange(num_keys)[None, :]
+  def positions(self, query_positions: jax.Array | None, num_keys: int) -> jax.Array:
+    """[batch or 1, query, key] rows of the relative embeddings: bucket(i - j)
+    + span for query position i (every position, or `query_positions`
+    [batch, K]) and key position j, clipped to the table. Positions are the
+    row's: within one packed pair, i - j is the pair's own distance."""
+    distance = np.arange(-(num_keys - 1), num_keys)  # every i - j, as a static table
     if self.buckets > 0:
-      relative = log_bucket_positions(relative, self.buckets, self.max_relative)
-    return np.clip(relative + self.span, 0, 2 * self.span - 1)
+      distance = log_bucket_positions(distance, self.buckets, self.max_relative)
+    table = jnp.asarray(np.clip(distance + self.span, 0, 2 * self.span - 1))
+    queries = jnp.arange(num_keys)[None] if query_positions is None else query_positions
+    return table[queries[:, :, None] - jnp.arange(num_keys)[None, None, :] + num_keys - 1]
 
   def scores(self, q: jax.Array, k: jax.Array, relative: jax.Array | None,
-             rngs: nnx.Rngs | None) -> jax.Array:
+             query_positions: jax.Array | None, rngs: nnx.Rngs | None) -> jax.Array:
     relative = _dropout(relative, self.position_dropout, rngs)[None]  # [1, 2 span, hidden]
-    index = jnp.asarray(self.positions(q.shape[2], k.shape[2]))[None, None]
+    index = self.positions(query_positions, k.shape[2])[:, None]  # [batch or 1, 1, query, key]
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
     if "c2p" in self.types:
       position_keys = self._heads((self.pos_k or self.k)(relative))[0]  # [heads, 2 span, width]
@@ -254,23 +284,22 @@ class EncoderLayer(nnx.Module):
 
   def __call__(
       self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
-      first_token_only: bool = False, relative: jax.Array | None = None,
+      query_positions: jax.Array | None = None, relative: jax.Array | None = None,
   ) -> jax.Array:
-    """[batch, seq, hidden], [batch, seq] mask -> [batch, seq, hidden], or
-    [batch, 1, hidden] with `first_token_only`: the first position attends to
-    every key, and only its row goes through the rest of the layer.
-    `relative`: the encoder's relative-position embeddings (DeBERTa)."""
-    full_shape = x.shape if first_token_only else None
+    """[batch, seq, hidden], [batch, seq] segment ids -> [batch, seq, hidden],
+    or [batch, K, hidden] with `query_positions` [batch, K]: those positions
+    attend to every key, and only their rows go through the rest of the
+    layer. `relative`: the encoder's relative-position embeddings (DeBERTa)."""
+    full_shape = None if query_positions is None else x.shape
     attend = lambda y: self.attention(y, attention_mask, rngs=rngs,
-                                      first_query_only=first_token_only, relative=relative)
-    residual = x[:, :1] if first_token_only else x
+                                      query_positions=query_positions, relative=relative)
+    drop = lambda y: _dropout(y, self.dropout, rngs, full_shape, query_positions)
+    residual = x if query_positions is None else at_queries(x, query_positions)
     if self.pre_norm:
-      x = residual + _dropout(attend(self.attention_norm(x)), self.dropout, rngs, full_shape)
-      return x + _dropout(self._feed_forward(self.output_norm(x)), self.dropout, rngs,
-                          full_shape)
-    x = self.attention_norm(residual + _dropout(attend(x), self.dropout, rngs, full_shape))
-    return self.output_norm(
-        x + _dropout(self._feed_forward(x), self.dropout, rngs, full_shape))
+      x = residual + drop(attend(self.attention_norm(x)))
+      return x + drop(self._feed_forward(self.output_norm(x)))
+    x = self.attention_norm(residual + drop(attend(x)))
+    return self.output_norm(x + drop(self._feed_forward(x)))
 
 
 class Encoder(nnx.Module):
@@ -298,16 +327,19 @@ class Encoder(nnx.Module):
       attention_mask: jax.Array,
       match_ids: jax.Array | None = None,
       *,
+      positions: jax.Array | None = None,
+      query_positions: jax.Array | None = None,
       rngs: nnx.Rngs | None = None,
-      first_token_only: bool = False,
   ) -> jax.Array:
-    """[batch, seq] ids, segment ids, mask (, match ids) -> [batch, seq, hidden].
+    """[batch, seq] ids, token types, segment ids (, match ids, positions) ->
+    [batch, seq, hidden].
 
-    With `first_token_only`: [batch, 1, hidden], the first position's state
-    alone, equal to `[:, :1]` of the full output (dropout included); the last
-    layer then runs its queries, feed-forward and norms on that one row.
+    With `query_positions` [batch, K]: [batch, K, hidden], the states at those
+    positions alone, equal to the full output's (dropout included); the last
+    layer then runs its queries, feed-forward and norms on those K rows.
     """
-    x = self.embeddings(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
+    x = self.embeddings(input_ids, token_type_ids, attention_mask, match_ids,
+                        positions=positions, rngs=rngs)
     if self.embeddings_project is not None:
       x = self.embeddings_project(x)
     relative = None
@@ -316,7 +348,7 @@ class Encoder(nnx.Module):
       relative = self.relative_norm(relative) if self.relative_norm is not None else relative
     for i, layer in enumerate(self.layers):
       last = i == len(self.layers) - 1
-      x = layer(x, attention_mask, rngs=rngs, first_token_only=first_token_only and last,
+      x = layer(x, attention_mask, rngs=rngs, query_positions=query_positions if last else None,
                 relative=relative)
     if self.final_norm is not None:
       x = self.final_norm(x)
@@ -350,15 +382,22 @@ class PairClassifier(nnx.Module):
       attention_mask: jax.Array,
       match_ids: jax.Array | None = None,
       *,
+      positions: jax.Array | None = None,
+      first_positions: jax.Array | None = None,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
-    """[batch, seq] inputs -> [batch, hidden] pair representation."""
-    first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs,
-                         first_token_only=True)[:, 0]
-    return self.pool(first, rngs)
+    """[batch, seq] inputs -> [batch, hidden] pair representations, or
+    [batch, K, hidden], one per pair starting at `first_positions` [batch, K]."""
+    one_pair = first_positions is None
+    if one_pair:
+      first_positions = jnp.zeros((input_ids.shape[0], 1), jnp.int32)
+    first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids,
+                         positions=positions, query_positions=first_positions, rngs=rngs)
+    pooled = self.pool(first, rngs)
+    return pooled[:, 0] if one_pair else pooled
 
   def pool(self, first: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
-    """[batch, hidden] first-token states -> [batch, hidden] through the pooler."""
+    """[..., hidden] first-token states -> [..., hidden] through the pooler."""
     if self.pooler is None:
       return first
     if self.pooler_dropout is not None:
@@ -372,9 +411,13 @@ class PairClassifier(nnx.Module):
       attention_mask: jax.Array,
       match_ids: jax.Array | None = None,
       *,
+      positions: jax.Array | None = None,
+      first_positions: jax.Array | None = None,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
-    """[batch, seq] inputs -> [batch] float32 logits."""
-    pooled = self.pooled(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)
+    """[batch, seq] inputs -> [batch] float32 logits, or [batch, K] with
+    `first_positions` [batch, K] (packed rows: one logit per pair slot)."""
+    pooled = self.pooled(input_ids, token_type_ids, attention_mask, match_ids,
+                         positions=positions, first_positions=first_positions, rngs=rngs)
     logits = self.classifier(_dropout(pooled, self.dropout, rngs))
-    return logits[:, 0].astype(jnp.float32)
+    return logits[..., 0].astype(jnp.float32)

@@ -131,7 +131,8 @@ def test_first_token_only_equals_the_full_encoder_under_dropout(variant):
 
   def first_state(params, first_token_only):
     model = nnx.merge(graphdef, params)
-    hidden = model(ids, types, mask, rngs=nnx.Rngs(dropout=7), first_token_only=first_token_only)
+    queries = jnp.zeros((B, 1), jnp.int32) if first_token_only else None
+    hidden = model(ids, types, mask, rngs=nnx.Rngs(dropout=7), query_positions=queries)
     return hidden[:, 0]
 
   full, pruned = first_state(params, False), first_state(params, True)
