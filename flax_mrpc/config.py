@@ -113,6 +113,9 @@ class TrainConfig:
   # multiple (one compiled step per length); None pads to model.max_length.
   pad_multiple: int | None = None
   group_by_length: bool = False  # batches of pairs of similar length (see batching)
+  # Pack several pairs into each row of model.max_length tokens (see packing):
+  # one compiled shape, almost no padding.
+  pack: bool = False
   # "train": a WordPiece vocabulary of at most model.vocab_size learned on the
   # train split; otherwise a folder with vocab.txt/tokenizer.json or a hub name.
   tokenizer: str = "train"
@@ -151,6 +154,12 @@ class Config:
     if not self.model.mask_attention and self.train.pad_multiple:
       raise ValueError("mask_attention=false attends to padding, so its output depends on the "
                        "padded length: leave pad_multiple unset, or set mask_attention=true.")
+    if self.train.pack and (not self.model.mask_attention or self.model.seed_embedding):
+      raise ValueError("pack=true needs attention confined to each pair: set "
+                       "mask_attention=true and seed_embedding=false, or leave pack unset.")
+    if self.train.pack and (self.train.pad_multiple or self.train.group_by_length):
+      raise ValueError("pack=true fills rows of max_length tokens: leave pad_multiple and "
+                       "group_by_length unset.")
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import batching, pretrained, steps, tokenization
+from flax_mrpc import batching, packing, pretrained, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError
 from flax_mrpc.config import Config, get_preset
 from flax_mrpc.data import Example
@@ -21,16 +21,24 @@ from flax_mrpc.optim import make_optimizer
 
 def predict_probabilities(
     eval_fn, params: nnx.State, split: tokenization.EncodedSplit, batch_size: int,
-    pad_multiple: int | None = None,
+    pad_multiple: int | None = None, pack: bool = False,
 ) -> np.ndarray:
   """[n] paraphrase probabilities of an encoded split, in its order, with a
   jitted `steps.eval_step`. With `pad_multiple`, pairs are batched shortest
-  first and each batch is cut to its longest pair (see `batching.batches`)."""
+  first and each batch is cut to its longest pair (see `batching.batches`);
+  with `pack`, they are packed into batches of `batch_size` rows (see
+  `packing`)."""
   features = split.features()
-  order = np.argsort(features["attention_mask"].sum(axis=1), kind="stable") if pad_multiple \
-      else np.arange(len(split))
-  out = np.concatenate([np.asarray(eval_fn(params, batch)) for batch in
-                        batching.batches(features, batch_size, order, pad_multiple)])
+  lengths = features["attention_mask"].sum(axis=1)
+  if pack:
+    rows = packing.pack_rows(lengths, np.arange(len(split)), features["input_ids"].shape[1])
+    order = np.concatenate(rows)
+    out = np.concatenate([np.asarray(eval_fn(params, batch))[batch["weights"] > 0] for batch in
+                          packing.packed_batches(features, rows, batch_size)])
+  else:
+    order = np.argsort(lengths, kind="stable") if pad_multiple else np.arange(len(split))
+    out = np.concatenate([np.asarray(eval_fn(params, batch)) for batch in
+                          batching.batches(features, batch_size, order, pad_multiple)])
   probabilities = np.empty(len(split), np.float32)
   probabilities[order] = out[: len(split)]
   return probabilities
@@ -38,12 +46,12 @@ def predict_probabilities(
 
 def pair_probabilities(
     eval_fn, params: nnx.State, views: Sequence[tokenization.EncodedSplit], batch_size: int,
-    pad_multiple: int | None = None,
+    pad_multiple: int | None = None, pack: bool = False,
 ) -> np.ndarray:
   """[n] mean of `predict_probabilities` over encodings of the same n pairs:
   one view, or (sentence1, sentence2) and (sentence2, sentence1) for a
   symmetric score (`TrainConfig.symmetric_eval`)."""
-  return np.mean([predict_probabilities(eval_fn, params, view, batch_size, pad_multiple)
+  return np.mean([predict_probabilities(eval_fn, params, view, batch_size, pad_multiple, pack)
                   for view in views], axis=0)
 
 
@@ -71,7 +79,7 @@ class TrainedModel:
     views = encode_views(self.tokenizer, examples, self.config.model.max_length,
                          self.config.train.symmetric_eval)
     return pair_probabilities(self._eval, self.params, views, batch_size,
-                              self.config.train.pad_multiple)
+                              self.config.train.pad_multiple, self.config.train.pack)
 
 
 def load_trained(workdir: str | Path) -> TrainedModel:

@@ -77,6 +77,12 @@ def resolve(mode: str) -> str:
   return mode
 
 
+def device_count(mode: str) -> int:
+  """The devices a batch is split over in `mode` (one of MODES)."""
+  mode = resolve(mode)
+  return {"none": 1, "sharding": jax.device_count(), "pmap": jax.local_device_count()}[mode]
+
+
 class DataParallel:
   """Compiled train and eval steps for one mode, and the moves of state and
   batches that it needs.
@@ -88,14 +94,13 @@ class DataParallel:
 
   def __init__(self, mode: str, graphdef, tx, pos_weight: float | None):
     self.mode = resolve(mode)
+    self.num_devices = device_count(self.mode)
     train = functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=pos_weight)
     evaluate = functools.partial(steps.eval_step, graphdef=graphdef)
     self._eval = jax.jit(evaluate)
     if self.mode == "none":
-      self.num_devices = 1
       self._train = jax.jit(train, donate_argnums=0)
     elif self.mode == "sharding":
-      self.num_devices = jax.device_count()
       mesh = jax.make_mesh((self.num_devices,), (_AXIS,), axis_types=(AxisType.Auto,))
       self._replicated = NamedSharding(mesh, PartitionSpec())
       self._rows = NamedSharding(mesh, PartitionSpec(_AXIS))
@@ -104,7 +109,6 @@ class DataParallel:
       self._eval = jax.jit(evaluate, in_shardings=(self._replicated, self._rows),
                            out_shardings=self._replicated)
     else:
-      self.num_devices = jax.local_device_count()
       self._train = jax.pmap(functools.partial(train, axis_name=_AXIS), axis_name=_AXIS,
                              in_axes=(0, 0, None), donate_argnums=0)
 

@@ -35,8 +35,9 @@ def weighted_bce_sum(
     logits: jax.Array, labels: jax.Array, weights: jax.Array, pos_weight: float | None
 ) -> jax.Array:
   """Sum over the batch of BCE-with-logits, positives scaled by `pos_weight`
-  (PyTorch's `BCEWithLogitsLoss(pos_weight=...)`), each row scaled by its
-  `weights` entry (0 for padding). All inputs [batch]; returns a scalar."""
+  (PyTorch's `BCEWithLogitsLoss(pos_weight=...)`), each pair scaled by its
+  `weights` entry (0 for padding). All inputs of one shape ([batch], or
+  [batch, pairs per row] when packed); returns a scalar."""
   per_example = optax.sigmoid_binary_cross_entropy(logits, labels.astype(jnp.float32))
   if pos_weight is not None:
     per_example = per_example * jnp.where(labels == 1, pos_weight, 1.0)
@@ -47,7 +48,8 @@ def _logits(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
             rngs: nnx.Rngs | None) -> jax.Array:
   model = nnx.merge(graphdef, params)
   return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-               batch.get("match_ids"), rngs=rngs)
+               batch.get("match_ids"), positions=batch.get("positions"),
+               first_positions=batch.get("first_positions"), rngs=rngs)
 
 
 def train_step(
@@ -65,7 +67,9 @@ def train_step(
   Args:
     state: the current TrainState.
     batch: [batch, seq] `input_ids`, `token_type_ids`, `attention_mask`,
-      `match_ids`; [batch] `labels` and `weights` (0 for padding rows).
+      `match_ids`; [batch] `labels` and `weights` (0 for padding rows); or a
+      packed batch (`flax_mrpc.packing`), with `positions`, `first_positions`
+      and [batch, pairs per row] `labels` and `weights`.
     rng: the run's dropout key; the step folds in `state.step` (and the
       device index under pmap).
     axis_name: the pmap axis to sum gradients over; None elsewhere.
@@ -93,7 +97,8 @@ def train_step(
 
 
 def eval_step(params: nnx.State, batch: Batch, *, graphdef: nnx.GraphDef) -> jax.Array:
-  """[batch, seq] inputs -> [batch] probability that each pair is a paraphrase."""
+  """[batch, seq] inputs -> [batch] probability that each pair is a paraphrase
+  ([batch, pairs per row] for a packed batch)."""
   return jax.nn.sigmoid(_logits(graphdef, params, batch, rngs=None))
 
 

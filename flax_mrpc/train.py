@@ -49,6 +49,7 @@ from flax_mrpc import batching, data, data_sources, memory, parallel, pretrained
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import (PRESET_SUMMARIES, PRESETS, Config, ModelConfig, TrainConfig,
                               get_preset)
+from flax_mrpc.epochs import TrainEpochs
 from flax_mrpc.inference import encode_views, pair_probabilities
 from flax_mrpc.metrics import classification_metrics
 from flax_mrpc.modules import PairClassifier
@@ -273,21 +274,19 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
     swapped = tokenization.encode_pairs(tokenizer, splits["train"], mc.max_length, swap=True)
     train_features = {k: np.concatenate([v, swapped.features()[k]])
                       for k, v in train_features.items()}
-  num_train = len(train_features["labels"])
-  train_lengths = train_features["attention_mask"].sum(axis=1)  # real tokens per pair
-  steps_per_epoch = batching.num_batches(num_train, tc.batch_size)
 
   model = PairClassifier(mc, rngs=nnx.Rngs(params=tc.seed))
   if tc.pretrained:
     pretrained.load_into(model, mc, Path(tc.pretrained))
   graphdef, params = nnx.split(model)
-  tx = make_optimizer(tc, steps_per_epoch * tc.epochs)
+  epochs = TrainEpochs(train_features, tc, parallel.device_count(parallel_mode))
+  tx = make_optimizer(tc, epochs.total_steps)
   state = steps.TrainState.create(params, tx)
   runner = parallel.DataParallel(parallel_mode, graphdef, tx, tc.pos_weight)
   # Whole eval batches split evenly over the devices (no padding rows mid-split).
   eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   dropout_rng = jax.random.key(tc.seed + 1)
-  _log(f"model: {steps.param_count(params):,} parameters; {steps_per_epoch} steps per epoch; "
+  _log(f"model: {steps.param_count(params):,} parameters; {epochs.describe()}; "
        f"parallel: {runner.mode} over {runner.num_devices} device(s)")
 
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
@@ -304,7 +303,7 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
             + "\n  ".join(differences)
             + "\nPass --overwrite to start afresh, or choose another --workdir.")
       state, loop = restored.state, restored.meta
-      position = (loop["epoch"] - 1) * steps_per_epoch + loop["batch"]
+      position = epochs.steps_before(loop["epoch"]) + loop["batch"]
       if position != restored.step:
         raise CheckpointError(
             f"checkpoint {restored.step} in {workdir} records loop position {position}; it is "
@@ -325,16 +324,10 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
           _log(f"early stop: no better validation score for {tc.patience} epochs")
           break
         epoch_start = time.time()
-        if tc.group_by_length:
-          order = batching.length_grouped_order(train_lengths, tc.batch_size, tc.seed, epoch)
-        else:
-          order = batching.epoch_order(num_train, tc.seed, epoch)
-        remaining = itertools.islice(
-            batching.batches(train_features, tc.batch_size, order, tc.pad_multiple,
-                             runner.num_devices),
-            loop["batch"], None)
+        epoch_steps = epochs.steps[epoch - 1]
+        remaining = itertools.islice(epochs.batches(epoch), loop["batch"], None)
         loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
-        with tqdm(total=steps_per_epoch, initial=loop["batch"], desc=f"epoch {epoch}/{tc.epochs}",
+        with tqdm(total=epoch_steps, initial=loop["batch"], desc=f"epoch {epoch}/{tc.epochs}",
                   disable=not progress, leave=False) as bar:
           running = None  # the metrics of the step before, which may still be computing
           for batch in remaining:
@@ -344,14 +337,14 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
             loss_sum += step_metrics["loss_sum"]
             count += step_metrics["count"]
             loop["batch"] += 1
-            step = (epoch - 1) * steps_per_epoch + loop["batch"]
+            step = epochs.steps_before(epoch) + loop["batch"]
             stop = should_stop(step)
             save_now = bool(checkpoint_every_steps) and step % checkpoint_every_steps == 0
             if save_now or stop or loop["batch"] % 20 == 0:
               mean_loss = float(loss_sum / count)
               _check_finite(mean_loss, checkpointer, step)
               bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if loop["batch"] == steps_per_epoch:
+            if loop["batch"] == epoch_steps:
               break  # the epoch-end checkpoint follows
             if save_now or stop:
               loop.update(loss_sum=float(loss_sum), count=float(count))
@@ -360,11 +353,11 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
               raise _preempted(checkpointer, step, workdir)
           _count_finished(bar, running)
         train_loss = float(loss_sum / count)
-        _check_finite(train_loss, checkpointer, (epoch - 1) * steps_per_epoch + loop["batch"])
+        _check_finite(train_loss, checkpointer, epochs.steps_before(epoch) + loop["batch"])
         host_state = runner.host_state(state)
         validation = evaluate(
             pair_probabilities(runner.eval_step, host_state.params, eval_views["validation"],
-                               eval_batch_size, tc.pad_multiple),
+                               eval_batch_size, tc.pad_multiple, tc.pack),
             encoded["validation"],
         )
         record = {"epoch": epoch, "step": int(host_state.step), "train_loss": train_loss,
@@ -393,7 +386,7 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
     tensorboard.close()
 
   test_probabilities = pair_probabilities(runner.eval_step, best_params, eval_views["test"],
-                                          eval_batch_size, tc.pad_multiple)
+                                          eval_batch_size, tc.pad_multiple, tc.pack)
   if main:
     write_predictions(workdir / "test_predictions.tsv", encoded["test"].idx, test_probabilities)
   test_labelled = bool(np.all(encoded["test"].labels >= 0))

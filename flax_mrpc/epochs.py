@@ -1,0 +1,72 @@
+"""The training batches of every epoch, padded or packed, and where each
+epoch's steps fall in the run: a pure function of the config, so a resumed
+run sees the same batches at the same steps."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from flax_mrpc import batching, packing
+from flax_mrpc.config import TrainConfig
+
+
+class TrainEpochs:
+  """The batches of epochs 1 .. `train.epochs`.
+
+  Padded (`batching`): every epoch has the same number of steps. Packed
+  (`train.pack`, see `packing`): rows of `max_length` tokens, as many per
+  batch as hold `batch_size` pairs on average; the number of steps changes
+  a little from epoch to epoch with the packing.
+
+  Args:
+    features: the train arrays of `tokenization.EncodedSplit.features`.
+    train: the run's TrainConfig.
+    rows_multiple: every batch's rows are a multiple of this (the device count).
+  """
+
+  def __init__(self, features: dict[str, np.ndarray], train: TrainConfig, rows_multiple: int):
+    self.features, self.train, self.rows_multiple = features, train, rows_multiple
+    self.lengths = features["attention_mask"].sum(axis=1)  # real tokens per pair
+    self.row_length = features["input_ids"].shape[1]
+    if train.pack:
+      self.rows_per_batch = batching.round_up(
+          packing.rows_per_batch(self.lengths, self.row_length, train.batch_size, train.seed),
+          rows_multiple)
+      self.steps = [batching.num_batches(len(self._rows(epoch)), self.rows_per_batch)
+                    for epoch in range(1, train.epochs + 1)]
+    else:
+      self.steps = [batching.num_batches(len(self.lengths), train.batch_size)] * train.epochs
+
+  def _rows(self, epoch: int) -> list[np.ndarray]:
+    return packing.epoch_rows(self.lengths, self.row_length, self.train.seed, epoch)
+
+  @property
+  def total_steps(self) -> int:
+    return sum(self.steps)
+
+  def steps_before(self, epoch: int) -> int:
+    """The run's step count when `epoch` (1-based) starts."""
+    return sum(self.steps[:epoch - 1])
+
+  def batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    """The batches of `epoch`, in order."""
+    tc = self.train
+    if tc.pack:
+      return packing.packed_batches(self.features, self._rows(epoch), self.rows_per_batch)
+    if tc.group_by_length:
+      order = batching.length_grouped_order(self.lengths, tc.batch_size, tc.seed, epoch)
+    else:
+      order = batching.epoch_order(len(self.lengths), tc.seed, epoch)
+    return batching.batches(self.features, tc.batch_size, order, tc.pad_multiple,
+                            self.rows_multiple)
+
+  def describe(self) -> str:
+    """One line for the log: steps per epoch and, packed, the batch layout."""
+    steps = (f"{self.steps[0]} steps per epoch" if len(set(self.steps)) == 1
+             else f"{min(self.steps)}-{max(self.steps)} steps per epoch")
+    if not self.train.pack:
+      return steps
+    return (f"{steps}; packed: {self.rows_per_batch} rows of {self.row_length} tokens per "
+            f"batch, {self.train.batch_size} pairs on average")

@@ -1,0 +1,156 @@
+"""Packed batches: the same logits and gradients as one pair per row,
+attention confined to each pair, and a deterministic packing."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from flax_mrpc import packing, steps, tokenization
+from flax_mrpc.config import ModelConfig
+from flax_mrpc.inference import predict_probabilities
+from flax_mrpc.modules import MultiHeadAttention, PairClassifier, PreProcess
+
+ROW = 32
+N = 11  # pairs of 4 to 20 tokens: two or three to a row
+BASE = dict(vocab_size=100, max_length=ROW, d_model=32, num_heads=4, d_ff=64, num_layers=2,
+            dropout=0.0, attention_dropout=0.0)
+VARIANTS = {
+    "post-LN, match embedding": {"match_embedding": True},
+    "pre-LN, pooler": {"norm": "pre", "pooler": True},
+    "RoBERTa/ELECTRA: offset positions, no segments, projected embeddings": {
+        "position_offset": 2, "max_positions": ROW + 2, "type_vocab_size": 0,
+        "embedding_size": 16},
+    "DeBERTa: relative attention": {
+        "relative_attention": True, "position_buckets": 8, "max_relative_positions": 16,
+        "share_relative_key": False, "absolute_positions": False,
+        "norm_relative_embeddings": True},
+}
+
+
+def pairs(seed=0) -> tokenization.EncodedSplit:
+  """N pairs of random tokens, padded to ROW: two segments, match ids, labels."""
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(4, 21, N)
+  real = np.arange(ROW)[None, :] < lengths[:, None]
+  return tokenization.EncodedSplit(
+      input_ids=(rng.integers(5, 100, (N, ROW)) * real).astype(np.int32),
+      token_type_ids=((np.arange(ROW)[None, :] >= lengths[:, None] // 2) & real).astype(np.int32),
+      attention_mask=real.astype(np.int32),
+      match_ids=(rng.integers(0, 2, (N, ROW)) * real).astype(np.int32),
+      labels=rng.integers(0, 2, N).astype(np.int32), idx=np.arange(N), num_truncated=0)
+
+
+def packed(split, rows_per_batch=8):
+  """The split packed into one batch, and the pair index of each real slot."""
+  features = split.features()
+  rows = packing.pack_rows(features["attention_mask"].sum(axis=1), np.arange(N), ROW)
+  (batch,) = packing.packed_batches(features, rows, rows_per_batch)
+  return {k: jnp.asarray(v) for k, v in batch.items()}, np.concatenate(rows)
+
+
+def _logits(graphdef, params, batch):
+  model = nnx.merge(graphdef, params)
+  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+               batch["match_ids"], positions=batch.get("positions"),
+               first_positions=batch.get("first_positions"))
+
+
+@pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
+def test_packed_rows_give_the_logits_and_gradients_of_one_pair_per_row(variant):
+  config = ModelConfig(**{**BASE, **variant})
+  model = PairClassifier(config, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  # Move the weights far from their N(0, 0.02) init, so that every path matters.
+  params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(1), x.shape),
+                        params)
+  split = pairs()
+  batch, order = packed(split)
+  assert int(batch["weights"].sum()) == N and batch["weights"].sum(axis=1).max() >= 2
+  unpacked = {k: jnp.asarray(v) for k, v in split.features().items()}
+  unpacked["weights"] = jnp.ones(N)
+
+  one_per_row = _logits(graphdef, params, unpacked)
+  slots = _logits(graphdef, params, batch)
+  np.testing.assert_allclose(np.asarray(slots)[np.asarray(batch["weights"]) > 0],
+                             np.asarray(one_per_row)[order], rtol=1e-5, atol=1e-5)
+
+  def loss(params, batch):
+    return steps.weighted_bce_sum(_logits(graphdef, params, batch), batch["labels"],
+                                  batch["weights"], pos_weight=0.5)
+
+  np.testing.assert_allclose(float(loss(params, batch)), float(loss(params, unpacked)),
+                             rtol=1e-5)
+  grads_packed = jax.grad(loss)(params, batch)
+  grads_unpacked = jax.grad(loss)(params, unpacked)
+  for a, b in zip(jax.tree.leaves(grads_packed), jax.tree.leaves(grads_unpacked)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_no_attention_weight_crosses_a_pair_boundary():
+  config = ModelConfig(**BASE)
+  batch, _ = packed(pairs())
+  segments = np.asarray(batch["attention_mask"])
+  x = PreProcess(config, rngs=nnx.Rngs(0))(batch["input_ids"], batch["token_type_ids"],
+                                           batch["attention_mask"], positions=batch["positions"])
+  weights = np.asarray(MultiHeadAttention(config, rngs=nnx.Rngs(1)).attention_weights(
+      x, batch["attention_mask"]))  # [rows, heads, query, key]
+  query, key = segments[:, None, :, None], segments[:, None, None, :]
+  crossing = np.broadcast_to((query > 0) & (query != key), weights.shape)
+  assert crossing.sum() > 0
+  assert np.all(weights[crossing] == 0.0)
+  real_queries = np.broadcast_to(segments[:, None, :] > 0, weights.shape[:3])
+  within = np.where((query > 0) & (query == key), weights, 0.0).sum(-1)
+  np.testing.assert_allclose(within[real_queries], 1.0, rtol=1e-6)
+
+
+def test_rows_restart_positions_and_hold_each_pair_once():
+  split = pairs()
+  batch, order = packed(split)
+  assert sorted(order) == list(range(N))
+  first = np.asarray(batch["first_positions"])
+  positions, segments = np.asarray(batch["positions"]), np.asarray(batch["attention_mask"])
+  for row in range(len(first)):
+    for slot in range(int(np.asarray(batch["weights"])[row].sum())):
+      tokens = segments[row] == slot + 1
+      assert positions[row, first[row, slot]] == 0
+      np.testing.assert_array_equal(positions[row][tokens], np.arange(tokens.sum()))
+
+
+def test_packing_is_a_pure_function_of_seed_and_epoch():
+  lengths = np.random.default_rng(0).integers(10, 90, 500)
+  epoch = functools.partial(packing.epoch_rows, lengths, 128)
+  same = [np.concatenate(rows) for rows in (epoch(0, 1), epoch(0, 1))]
+  np.testing.assert_array_equal(*same)
+  assert not np.array_equal(np.concatenate(epoch(0, 2)), same[0])
+  assert not np.array_equal(np.concatenate(epoch(1, 1)), same[0])
+  for rows in (epoch(0, 1), epoch(3, 7)):
+    assert sorted(np.concatenate(rows)) == list(range(500))
+    assert max(lengths[row].sum() for row in rows) <= 128
+    assert max(len(row) for row in rows) <= packing.PAIRS_PER_ROW
+    assert lengths.sum() / (128 * len(rows)) > 0.9  # almost no padding
+
+
+def test_a_pair_longer_than_the_row_is_truncated_first(splits, tmp_path):
+  tokenizer = tokenization.train_wordpiece(
+      [s for e in splits["train"][:200] for s in (e.sentence1, e.sentence2)], 300, True, tmp_path)
+  split = tokenization.encode_pairs(tokenizer, splits["train"][:200], max_length=24)
+  assert split.num_truncated > 0  # reported, as without packing
+  lengths = split.attention_mask.sum(axis=1)
+  rows = packing.pack_rows(lengths, np.arange(200), 24)
+  assert sorted(np.concatenate(rows)) == list(range(200))
+  with pytest.raises(ValueError, match="truncate"):
+    packing.pack_rows(lengths + 1, np.arange(200), 24)
+
+
+def test_packed_evaluation_scores_every_pair_in_order():
+  config = ModelConfig(**BASE)
+  graphdef, params = nnx.split(PairClassifier(config, rngs=nnx.Rngs(0)))
+  eval_fn = jax.jit(functools.partial(steps.eval_step, graphdef=graphdef))
+  split = pairs()
+  padded = predict_probabilities(eval_fn, params, split, batch_size=4)
+  packed_scores = predict_probabilities(eval_fn, params, split, batch_size=2, pack=True)
+  np.testing.assert_allclose(packed_scores, padded, rtol=1e-5, atol=1e-6)
