@@ -31,9 +31,8 @@ class TrainEpochs:
     self.lengths = features["attention_mask"].sum(axis=1)  # real tokens per pair
     self.row_length = features["input_ids"].shape[1]
     if train.pack:
-      self.rows_per_batch = batching.round_up(
-          packing.rows_per_batch(self.lengths, self.row_length, train.batch_size, train.seed),
-          rows_multiple)
+      self.rows_per_batch = packing.rows_per_batch(self.lengths, self.row_length,
+                                                   train.batch_size, train.seed)
       self.steps = [batching.num_batches(len(self._rows(epoch)), self.rows_per_batch)
                     for epoch in range(1, train.epochs + 1)]
     else:
@@ -54,7 +53,8 @@ class TrainEpochs:
     """The batches of `epoch`, in order."""
     tc = self.train
     if tc.pack:
-      return packing.packed_batches(self.features, self._rows(epoch), self.rows_per_batch)
+      return packing.packed_batches(self.features, self._rows(epoch), self.rows_per_batch,
+                                    self.rows_multiple)
     if tc.group_by_length:
       order = batching.length_grouped_order(self.lengths, tc.batch_size, tc.seed, epoch)
     else:
@@ -69,4 +69,4 @@ class TrainEpochs:
     if not self.train.pack:
       return steps
     return (f"{steps}; packed: {self.rows_per_batch} rows of {self.row_length} tokens per "
-            f"batch, {self.train.batch_size} pairs on average")
+            f"batch hold {self.train.batch_size} pairs on average")

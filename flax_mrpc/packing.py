@@ -88,8 +88,9 @@ def packed_batches(
     rows_multiple: int = 1,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields the packed batches (the module docstring's arrays) of `rows`, in
-  order, `rows_per_batch` rows each (rounded up to a multiple of
-  `rows_multiple`), the last one filled with empty rows.
+  order, `rows_per_batch` of them each (fewer in the last batch), plus empty
+  rows up to a multiple of `rows_multiple`: the same batches on any number
+  of devices.
 
   Args:
     features: [n, row_length] `input_ids`, `token_type_ids`, `attention_mask`
@@ -101,13 +102,13 @@ def packed_batches(
   lengths = features["attention_mask"].sum(axis=1)
   num_rows = batching.round_up(rows_per_batch, rows_multiple)
   token_names = ("input_ids", "token_type_ids", "match_ids")
-  for start in range(0, len(rows), num_rows):
+  for start in range(0, len(rows), rows_per_batch):
     batch = {name: np.zeros((num_rows, row_length), input_ids.dtype)
              for name in (*token_names, "attention_mask", "positions")}
     batch["first_positions"] = np.zeros((num_rows, PAIRS_PER_ROW), np.int32)
     batch["labels"] = np.zeros((num_rows, PAIRS_PER_ROW), features["labels"].dtype)
     batch["weights"] = np.zeros((num_rows, PAIRS_PER_ROW), np.float32)
-    for r, row in enumerate(rows[start:start + num_rows]):
+    for r, row in enumerate(rows[start:start + rows_per_batch]):
       offset = 0
       for slot, pair in enumerate(row):
         length = lengths[pair]

@@ -11,7 +11,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from flax_mrpc import batching, steps, tokenization  # noqa: E402
+from flax_mrpc import batching, packing, steps, tokenization  # noqa: E402
 from flax_mrpc.config import ModelConfig, TrainConfig  # noqa: E402
 from flax_mrpc.inference import predict_probabilities  # noqa: E402
 from flax_mrpc.modules import PairClassifier  # noqa: E402
@@ -33,7 +33,19 @@ def split(seed=0) -> tokenization.EncodedSplit:
       num_truncated=0)
 
 
-def run(mode: str, dropout: float) -> dict[str, np.ndarray]:
+def epoch_batches(data, epoch: int, pack: bool, num_devices: int):
+  """Padded batches of BATCH_SIZE pairs, or packed rows holding as many on average."""
+  if not pack:
+    order = batching.epoch_order(NUM_EXAMPLES, 0, epoch)
+    return batching.batches(data.features(), BATCH_SIZE, order, pad_multiple=16,
+                            rows_multiple=num_devices)
+  lengths = data.attention_mask.sum(axis=1)
+  rows = packing.epoch_rows(lengths, 16, 0, epoch)
+  return packing.packed_batches(data.features(), rows,
+                                packing.rows_per_batch(lengths, 16, BATCH_SIZE, 0), num_devices)
+
+
+def run(mode: str, dropout: float, pack: bool) -> dict[str, np.ndarray]:
   config = ModelConfig(vocab_size=60, max_length=16, d_model=16, num_heads=2, d_ff=32,
                        dropout=dropout, attention_dropout=dropout)
   graphdef, params = nnx.split(PairClassifier(config, rngs=nnx.Rngs(0)))
@@ -43,14 +55,13 @@ def run(mode: str, dropout: float) -> dict[str, np.ndarray]:
   data = split()
   losses, counts = [], []
   for epoch in range(EPOCHS):
-    order = batching.epoch_order(NUM_EXAMPLES, 0, epoch)
-    for batch in batching.batches(data.features(), BATCH_SIZE, order, pad_multiple=16,
-                                  rows_multiple=runner.num_devices):
+    for batch in epoch_batches(data, epoch, pack, runner.num_devices):
       state, metrics = runner.train_step(state, batch, jax.random.key(1))
       losses.append(float(metrics["loss_sum"]))
       counts.append(float(metrics["count"]))
   host = runner.host_state(state)
-  probabilities = predict_probabilities(runner.eval_step, host.params, data, 12, pad_multiple=16)
+  probabilities = predict_probabilities(runner.eval_step, host.params, data, 12,
+                                        pad_multiple=None if pack else 16, pack=pack)
   leaves = {jax.tree_util.keystr(path): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_leaves_with_path(host.params)}
   return {"losses": np.array(losses), "counts": np.array(counts), "step": int(host.step),
@@ -62,7 +73,9 @@ if __name__ == "__main__":
   results = {}
   # pmap folds the device index into the dropout key, so it is compared without
   # dropout; sharding draws the masks of one device, so it is compared with it.
-  for mode, dropout in (("none", 0.0), ("pmap", 0.0), ("none", 0.1), ("sharding", 0.1)):
-    for key, value in run(mode, dropout).items():
-      results[f"{mode}{'+dropout' if dropout else ''}/{key}"] = value
+  runs = [(mode, dropout, pack) for pack in (False, True)
+          for mode, dropout in (("none", 0.0), ("pmap", 0.0), ("none", 0.1), ("sharding", 0.1))]
+  for mode, dropout, pack in runs:
+    for key, value in run(mode, dropout, pack).items():
+      results[f"{mode}{'+dropout' if dropout else ''}{'+packed' if pack else ''}/{key}"] = value
   np.savez(sys.argv[1], **results)

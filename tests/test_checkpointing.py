@@ -99,6 +99,31 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(reference, mrpc_dir, tmp_
   _assert_same_run(tmp_path, reference)
 
 
+PACKED_RUN = [*RUN, "--set", "pack=true", "--set", "max_length=128"]
+
+
+@pytest.fixture(scope="module")
+def packed_reference(mrpc_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("packed_reference")
+  proc = _start(workdir, mrpc_dir, args=PACKED_RUN)
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err
+  assert "packed:" in err
+  return workdir
+
+
+def test_a_killed_packed_run_resumes_exactly(packed_reference, mrpc_dir, tmp_path):
+  proc = _start(tmp_path, mrpc_dir, args=PACKED_RUN)
+  _wait_for_checkpoints(proc, tmp_path, 2)
+  proc.kill()
+  proc.wait()
+  resumed = _start(tmp_path, mrpc_dir, args=PACKED_RUN)
+  _, err = resumed.communicate(timeout=600)
+  assert resumed.returncode == 0, err
+  assert "resuming from the checkpoint at step" in err
+  _assert_same_run(tmp_path, packed_reference)
+
+
 def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tmp_path):
   proc = _start(tmp_path, mrpc_dir)
   _wait_for_checkpoints(proc, tmp_path, 1)
