@@ -22,7 +22,9 @@ padded with zero-weight rows to a multiple of the device count
 (`batching.batches(..., rows_multiple=num_devices)`), so no example is
 dropped or counted twice. With dropout
 off the modes give the same parameters (up to float summation order). Dropout
-masks match between none and sharding; under pmap each device folds its index
+masks match between none and sharding when both draw threefry's partitionable
+layout (sharding always does; `none` does off XLA:CPU, see
+`steps.partitionable_bits_by_default`); under pmap each device folds its index
 into the key, so its masks differ.
 """
 
@@ -90,12 +92,18 @@ class DataParallel:
   Args:
     mode: one of MODES.
     graphdef, tx, pos_weight: the static arguments of `steps.train_step`.
+    partitionable_bits: the dropout masks' bit layout; by default
+      `steps.partitionable_bits_by_default` (always under sharding).
   """
 
-  def __init__(self, mode: str, graphdef, tx, pos_weight: float | None):
+  def __init__(self, mode: str, graphdef, tx, pos_weight: float | None,
+               partitionable_bits: bool | None = None):
     self.mode = resolve(mode)
     self.num_devices = device_count(self.mode)
-    train = functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=pos_weight)
+    if partitionable_bits is None:
+      partitionable_bits = steps.partitionable_bits_by_default(self.mode == "sharding")
+    train = functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=pos_weight,
+                              partitionable_bits=partitionable_bits)
     evaluate = functools.partial(steps.eval_step, graphdef=graphdef)
     self._eval = jax.jit(evaluate)
     if self.mode == "none":
