@@ -241,14 +241,15 @@ def _finetune() -> Config:
   1e-4, batch 32, 128 tokens, 6 epochs, 10% warmup, linear decay, the best of
   the finetune_recipe study on validation (experiments/RESULTS.md) for
   all-MiniLM-L6-v2; the CLI takes the learning rate of the checkpoint's
-  family and size (`families.*.learning_rate`) unless one is given. Pairs of
-  similar length are batched together, each batch cut to its longest pair
-  (MRPC pairs average 53 tokens). The model fields come from the checkpoint."""
+  family and size (`families.*.learning_rate`) unless one is given. Pairs are
+  packed into rows of 128 tokens, as many rows per step as hold 32 pairs on
+  average (MRPC pairs average 53 tokens): one compiled shape, 3% padding
+  (experiments/benchmarks/finetune_throughput.py). The model fields come
+  from the checkpoint."""
   return Config(
       model=ModelConfig(max_length=128, max_positions=512, pooler=True, activation="gelu"),
       train=TrainConfig(epochs=6, batch_size=32, learning_rate=1e-4, weight_decay=0.01,
-                        schedule="linear", warmup_fraction=0.1, pad_multiple=16,
-                        group_by_length=True),
+                        schedule="linear", warmup_fraction=0.1, pack=True),
   )
 
 

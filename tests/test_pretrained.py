@@ -101,10 +101,11 @@ def test_finetune_cli_from_a_checkpoint_folder_then_predict(random_bert, mrpc_di
   assert proc.returncode == 0, proc.stderr
   config = json.loads((workdir / "results.json").read_text())["config"]
   recipe = get_preset("finetune").train
-  assert {k: config["train"][k] for k in ("learning_rate", "warmup_fraction", "group_by_length",
-                                          "pad_multiple", "batch_size")} == {
+  assert {k: config["train"][k] for k in ("learning_rate", "warmup_fraction", "pack",
+                                          "batch_size")} == {
       "learning_rate": recipe.learning_rate, "warmup_fraction": recipe.warmup_fraction,
-      "group_by_length": True, "pad_multiple": recipe.pad_multiple, "batch_size": 32}
+      "pack": True, "batch_size": 32}
+  assert "packed: " in proc.stderr
   assert config["model"]["d_model"] == 32 and config["model"]["max_positions"] == 64
   assert config["model"]["max_length"] == 32 and config["model"]["dropout"] == 0.0
   assert config["train"]["tokenizer"] == str(random_bert)
