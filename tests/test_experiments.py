@@ -93,19 +93,27 @@ def test_search_default_tiny(mrpc_dir, tmp_path):
   assert proc.stdout.splitlines()[0].split()[:2] == ["candidate", "score"]
 
 
-def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir):
+def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   proc = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "benchmarks" / "finetune_throughput.py"),
-       "--pretrained", str(random_bert), "--steps", "2", "--max-length", "16",
-       "--torch"],
+       "--pretrained", str(random_bert), "--steps", "2", "--max-length", "16", "--repeats", "1",
+       "--torch", "--json", str(tmp_path / "rows.json")],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
-  rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines()[2:]}
-  assert set(rows) == {"flax_mrpc, preset", "flax_mrpc, random order", "PyTorch, random order"}
-  for mean_seq, real, _, examples_per_s, *_ in rows.values():
-    assert 0 < float(real) <= float(mean_seq) <= 16
-    assert float(examples_per_s) > 0
+  rows = {r["run"]: r for r in json.loads((tmp_path / "rows.json").read_text())}
+  assert {name.removesuffix(" (preset)") for name in rows} == {
+      "flax_mrpc, packed", "flax_mrpc, length-grouped, cut", "flax_mrpc, random order, cut",
+      "PyTorch, random order, cut"}
+  assert sum(name.endswith(" (preset)") for name in rows) == 1
+  for row in rows.values():
+    assert 0 < row["real_tokens_per_row"] <= row["tokens_per_row"] <= 16
+    assert row["examples_per_s"] > 0 and row["pairs_per_step"] > 0
+  packed = next(r for name, r in rows.items() if "packed" in name)
+  assert packed["compiled_shapes"] == 1 and packed["tokens_per_row"] == 16
+  assert packed["real_tokens_per_row"] > max(r["real_tokens_per_row"] for r in rows.values()
+                                             if r is not packed)
+  assert rows["PyTorch, random order, cut"]["compile_s"] is None
 
 
 def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
@@ -124,9 +132,10 @@ def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
   assert all(r["batch"] == 2 and r["examples_per_s"] > 0 and r["mfu"] > 0 for r in throughput)
   assert [r["compile_s"] is None for r in throughput] == [False, False, True] * 2
   finetune = json.loads((tmp_path / "finetune_throughput.json").read_text())
-  assert [r["run"] for r in finetune] == [
-      "flax_mrpc, preset", "flax_mrpc, random order", "PyTorch, random order"]
-  assert all(0 < r["real_tokens_per_pair"] <= r["tokens_per_row"] <= 32 for r in finetune)
+  assert [r["run"].removesuffix(" (preset)") for r in finetune] == [
+      "flax_mrpc, packed", "flax_mrpc, length-grouped, cut", "flax_mrpc, random order, cut",
+      "PyTorch, random order, cut"]
+  assert all(0 < r["real_tokens_per_row"] <= r["tokens_per_row"] <= 32 for r in finetune)
   repair = json.loads((tmp_path / "seed_repair.json").read_text())
   assert [(r["variant"], r["seed"]) for r in repair["records"]] == [
       ("seed as described", 0), ("attention mask", 0)]
@@ -136,11 +145,12 @@ def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
              for line in table) == 6
 
 
-def test_step_profile_splits_the_step_by_phase_and_kind():
+@pytest.mark.parametrize("layout", [[], ["--pack"]], ids=["one pair per row", "packed"])
+def test_step_profile_splits_the_step_by_phase_and_kind(layout):
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   proc = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "benchmarks" / "step_profile.py"),
-       "--batch-size", "2", "--steps", "1"],
+       "--batch-size", "2", "--steps", "1", *layout],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   rows = {line[:22].strip(): [float(v) for v in line[22:].split()]

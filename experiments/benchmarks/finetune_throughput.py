@@ -2,47 +2,64 @@
 against Hugging Face's PyTorch model on the same batches?
 
 Command: PYTHONPATH=. python experiments/benchmarks/finetune_throughput.py \
-             --pretrained PATH [--steps 30] [--repeats 3] [--torch]
+             --pretrained PATH [--steps 30] [--repeats 3] [--torch] [--json FILE]
 Machine: any JAX backend; about 12 minutes on a 2-core CPU for all-MiniLM-L6-v2.
-         Batches come from the real MRPC train split (first epoch's order),
-         `--steps` of them spread evenly over the epoch, timed after every
-         batch shape has compiled (compile s: shapes new to that row). The
-         rows are timed in turn `--repeats` times, so that a slow spell of
-         the machine hits them alike; s/step is the median. mean seq: tokens
-         per row as run; real: tokens per pair without padding. Rows:
-           preset        the finetune preset: length-grouped batches, each cut
-                         to its longest pair rounded up to pad_multiple;
-           random order  the same padding with plain shuffled batches, which
-                         is how Hugging Face's Trainer batches by default
+         Batches are the train loop's own (`epochs.TrainEpochs`, first epoch,
+         real MRPC train split), `--steps` of them spread evenly over the
+         epoch, timed after every batch shape has compiled (compile s and
+         shapes: those the row's batches need). The rows are timed in turn
+         `--repeats` times, so that a slow spell of the machine hits them
+         alike; s/step is the median and examples/s is the mean number of
+         pairs per step over it. tokens/row: the row length as run; real:
+         real tokens per row; rows: rows per step. Rows:
+           packed        rows of 128 tokens holding 32 pairs on average
+                         (`packing`), one compiled shape;
+           length-grouped, cut
+                         batches of 32 pairs of similar length, each cut to
+                         its longest pair rounded up to 16 (the preset before
+                         packing);
+           random order, cut
+                         the same with plain shuffled batches, which is how
+                         Hugging Face's Trainer batches by default
                          (DataCollatorWithPadding: pad to the longest pair);
            PyTorch       (--torch) transformers' BertForSequenceClassification,
                          eager (on the GPU when torch sees one), in training
-                         mode (dropout on), AdamW, on the
-                         random-order batches padded to their longest pair, as
-                         the Trainer does.
+                         mode (dropout on), AdamW, on the random-order batches
+                         padded to their longest pair, as the Trainer does.
 
 Measured on the 2-core CPU with nothing else running, all-MiniLM-L6-v2,
-`--pretrained $MINILM --torch` (30 steps, median of 3 repeats):
+`--pretrained $MINILM --torch` (30 steps, median of 3 repeats; torch 2.13.0):
 
-  row                    tokens/row (real)  s/step  examples/s  compile
-  preset                       61.9 (53.8)    2.00        16.0     77 s
-  random order                 86.4 (53.7)    2.99        10.7     24 s
-  PyTorch, training mode       78.6 (53.7)    2.52        12.7     -
+  row                               tokens/row  real  rows  s/step  ex/s  compile s  shapes
+  packed (the finetune preset)           128.0 124.1  14.0    1.10  29.9        8.9       1
+  length-grouped, cut                     61.9  53.5  32.0    1.13  28.1       38.4       5
+  random order, cut                       86.4  53.8  32.0    1.64  19.3       12.4       3
+  PyTorch, random order, cut              78.6  53.8  32.0    1.60  19.8          -       -
 
-That is 1.26x PyTorch (1.24x in another run). Per token of row length the
-two cost about the same: 2.99 / 86.4 = 0.035 s with XLA against
-2.52 / 78.6 = 0.032 with PyTorch on the shuffled batches. The lead comes from
-padding less and from the one-row last layer; even with no padding at all,
-at PyTorch's cost per token, a step would be 78.6 / 53.7 = 1.46x PyTorch's.
+Packed steps train at 1.51x PyTorch's examples/s (the repeats: 1.09-1.12
+s/step against 1.50-1.71), with one compiled shape where the cut batches of a
+whole epoch need seven. Two changes got there from 1.24x:
+  - Packing: 1792 tokens per step, 97% of them real, against 32 x 61.9 = 1981
+    in length-grouped batches. Before the next change the packed step took
+    1.27 s and the length-grouped one 1.22 s: attention over 128 tokens costs
+    more per token than over 62, so packing alone did not beat grouping.
+  - Dropout masks in threefry's non-partitionable layout on XLA:CPU
+    (`steps.partitionable_bits_by_default`), the same Bernoulli draws: the
+    packed step went from 1.216 to 1.023 s in `step_profile.py --pack`. The
+    masks had been 12% of the step.
+What is left is mostly matmuls (`step_profile.py`): about 700 of 1090 ms,
+at the rate XLA:CPU reaches on a lone [1792, 384] x [384, 1536] matmul
+(158 GFLOP/s against PyTorch's 136 on these 2 cores). Per token as run,
+the packed step costs 1.10 / 1792 = 0.61 ms, the length-grouped one
+1.13 / 1981 = 0.57 ms and PyTorch 1.60 / 2515 = 0.64 ms.
 
-The compiles (one per batch length) persist across runs with
-JAX_COMPILATION_CACHE_DIR=DIR: a second `--repeats 1` run without --torch
-spent 26.2 s on the preset's first step of each shape instead of 84.8 s.
+The compiles persist across runs with JAX_COMPILATION_CACHE_DIR=DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import time
@@ -53,8 +70,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import batching, data, pretrained, steps, tokenization
-from flax_mrpc.config import get_preset
+from flax_mrpc import data, pretrained, steps, tokenization
+from flax_mrpc.config import TrainConfig, get_preset
+from flax_mrpc.epochs import TrainEpochs
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.optim import make_optimizer
 
@@ -64,10 +82,14 @@ def spread(items: list, count: int) -> list:
   return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).astype(int)]
 
 
-def real_tokens(batch_list) -> float:
-  """Mean real (unpadded) tokens per pair over the batches' real rows."""
-  return float(np.mean(np.concatenate(
-      [b["attention_mask"][b["weights"] > 0].sum(axis=1) for b in batch_list])))
+def pairs_per_step(batch_list) -> float:
+  return float(np.mean([b["weights"].sum() for b in batch_list]))
+
+
+def real_tokens_per_row(batch_list) -> float:
+  """Mean real (unpadded) tokens per row, over the rows that hold a pair."""
+  rows = np.concatenate([(b["attention_mask"] > 0).sum(axis=1) for b in batch_list])
+  return float(rows[rows > 0].mean())
 
 
 def jax_timer(config):
@@ -79,8 +101,9 @@ def jax_timer(config):
   pretrained.load_into(model, mc, Path(tc.pretrained))
   graphdef, params = nnx.split(model)
   tx = make_optimizer(tc, 1000)
-  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx,
-                                   pos_weight=tc.pos_weight), donate_argnums=0)
+  step = jax.jit(functools.partial(
+      steps.train_step, graphdef=graphdef, tx=tx, pos_weight=tc.pos_weight,
+      partitionable_bits=steps.partitionable_bits_by_default(sharded=False)), donate_argnums=0)
   rng = jax.random.key(0)
 
   def time_steps(batch_list) -> tuple[float, float]:
@@ -137,6 +160,19 @@ def torch_timer(checkpoint: str):
   return time_steps
 
 
+def layouts(preset: TrainConfig) -> dict[str, TrainConfig]:
+  """The batch layouts to time, the preset's marked."""
+  candidates = {
+      "packed": dataclasses.replace(preset, pack=True, pad_multiple=None, group_by_length=False),
+      "length-grouped, cut": dataclasses.replace(preset, pack=False, pad_multiple=16,
+                                                 group_by_length=True),
+      "random order, cut": dataclasses.replace(preset, pack=False, pad_multiple=16,
+                                               group_by_length=False),
+  }
+  return {f"{name} (preset)" if layout == preset else name: layout
+          for name, layout in candidates.items()}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--pretrained", required=True, help="a BERT checkpoint folder")
@@ -153,49 +189,53 @@ def main() -> None:
     parser.error("--steps and --repeats must be at least 1")
   config = pretrained.configure(get_preset("finetune").replace(
       pretrained=args.pretrained, max_length=args.max_length))
-  tc = config.train
   tokenizer = tokenization.load_tokenizer(args.pretrained)
   train = data.load_splits(data.find_data_dir(args.data_dir))["train"]
   features = tokenization.encode_pairs(tokenizer, train, config.model.max_length).features()
-  lengths = features["attention_mask"].sum(axis=1)
-  grouped = batching.length_grouped_order(lengths, tc.batch_size, tc.seed, 1)
-  shuffled = batching.epoch_order(len(lengths), tc.seed, 1)
   time_jax = jax_timer(config)
-  rows = {}  # name -> (batches, timer, mean tokens per row as run)
-  for name, order in (("preset", grouped), ("random order", shuffled)):
-    batch_list = spread(list(batching.batches(features, tc.batch_size, order, tc.pad_multiple)),
-                        args.steps)
-    rows[f"flax_mrpc, {name}"] = (batch_list, time_jax,
-                                  np.mean([b["input_ids"].shape[1] for b in batch_list]))
+  rows = {}  # name -> (batches, timer)
+  for name, layout in layouts(config.train).items():
+    rows[f"flax_mrpc, {name}"] = (
+        spread(list(TrainEpochs(features, layout, 1).batches(1)), args.steps), time_jax)
   if args.torch:
-    batch_list = spread(list(batching.batches(features, tc.batch_size, shuffled)), args.steps)
-    rows["PyTorch, random order"] = (
-        batch_list, torch_timer(args.pretrained),
-        np.mean([b["attention_mask"].sum(axis=1).max() for b in batch_list]))
+    shuffled = dataclasses.replace(config.train, pack=False, pad_multiple=None,
+                                   group_by_length=False)
+    rows["PyTorch, random order, cut"] = (
+        spread(list(TrainEpochs(features, shuffled, 1).batches(1)), args.steps),
+        torch_timer(args.pretrained))
   compile_s, per_step = {}, {name: [] for name in rows}
   for _ in range(args.repeats):
-    for name, (batch_list, time_steps, _) in rows.items():
+    for name, (batch_list, time_steps) in rows.items():
       compiled, seconds = time_steps(batch_list)
       compile_s.setdefault(name, compiled)
       per_step[name].append(seconds)
-  print(f"{config.model.num_layers} layers x {config.model.d_model}, batch {tc.batch_size}, "
-        f"{len(batch_list)} steps on {jax.devices()[0].device_kind} "
-        f"(pad_multiple {tc.pad_multiple}), median of {args.repeats} repeats")
-  print(f"{'':28} {'mean seq':>8} {'real':>5} {'s/step':>7} {'ex/s':>6} {'compile s':>9}"
-        "  each repeat")
+  print(f"{config.model.num_layers} layers x {config.model.d_model}, "
+        f"{config.train.batch_size} pairs per step, {args.steps} steps on "
+        f"{jax.devices()[0].device_kind}, median of {args.repeats} repeats")
+  print(f"{'':34} {'tokens/row':>10} {'real':>5} {'rows':>5} {'s/step':>7} {'ex/s':>6} "
+        f"{'compile s':>9} {'shapes':>6}  each repeat")
   records = []
-  for name, (batch_list, _, mean_seq) in rows.items():
+  for name, (batch_list, _) in rows.items():
     median = float(np.median(per_step[name]))
-    compiled = "" if compile_s[name] is None else f"{compile_s[name]:9.1f}"
-    print(f"{name:28} {mean_seq:8.1f} {real_tokens(batch_list):5.1f} {median:7.2f} "
-          f"{tc.batch_size / median:6.1f} {compiled:>9}  "
-          + " ".join(f"{t:.2f}" for t in per_step[name]))
-    records.append({"run": name, "tokens_per_row": float(mean_seq),
-                    "real_tokens_per_pair": real_tokens(batch_list), "s_per_step": median,
-                    "examples_per_s": tc.batch_size / median, "compile_s": compile_s[name],
-                    "each_repeat_s": per_step[name],
-                    "model": f"{config.model.num_layers} layers x {config.model.d_model}",
-                    "device_kind": jax.devices()[0].device_kind})
+    torch_row = compile_s[name] is None
+    # PyTorch runs each batch cut to its longest pair; JAX runs the arrays as built.
+    row_lengths = [int(b["attention_mask"].sum(axis=1).max()) if torch_row
+                   else b["input_ids"].shape[1] for b in batch_list]
+    shapes = len({b["input_ids"].shape for b in batch_list})
+    record = {"run": name, "tokens_per_row": float(np.mean(row_lengths)),
+              "real_tokens_per_row": real_tokens_per_row(batch_list),
+              "rows_per_step": float(np.mean([len(b["input_ids"]) for b in batch_list])),
+              "pairs_per_step": pairs_per_step(batch_list), "s_per_step": median,
+              "examples_per_s": pairs_per_step(batch_list) / median,
+              "compile_s": compile_s[name], "compiled_shapes": None if torch_row else shapes,
+              "each_repeat_s": per_step[name],
+              "model": f"{config.model.num_layers} layers x {config.model.d_model}",
+              "device_kind": jax.devices()[0].device_kind}
+    records.append(record)
+    compiled = "" if torch_row else f"{compile_s[name]:9.1f} {shapes:6d}"
+    print(f"{name:34} {record['tokens_per_row']:10.1f} {record['real_tokens_per_row']:5.1f} "
+          f"{record['rows_per_step']:5.1f} {median:7.2f} {record['examples_per_s']:6.1f} "
+          f"{compiled:>16}  " + " ".join(f"{t:.2f}" for t in per_step[name]))
   if args.json:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(records, indent=1) + "\n")

@@ -199,9 +199,9 @@ def table(throughput_records, finetune_records, repair_records) -> str:
     lines.append(f"{r['model']:9} {r['dtype']:8} {r['batch']:5} {r['run']:32} "
                  f"{r['examples_per_s']:9.1f} {ratio:>8} {mfu:>6}")
   lines.append("")
-  lines.append(f"{'finetune step':28} {'tokens/row':>10} {'s/step':>7} {'ex/s':>7}")
+  lines.append(f"{'finetune step':42} {'tokens/row':>10} {'s/step':>7} {'ex/s':>7}")
   for r in finetune_records:
-    lines.append(f"{r['run']:28} {r['tokens_per_row']:10.1f} {r['s_per_step']:7.3f} "
+    lines.append(f"{r['run']:42} {r['tokens_per_row']:10.1f} {r['s_per_step']:7.3f} "
                  f"{r['examples_per_s']:7.1f}")
   lines.append("")
   lines.append(f"{'seed_repair variant':44} {'seed':>4} {'val acc':>7} {'test acc':>8} "

@@ -1,12 +1,17 @@
 """Where does one train step spend its time on this backend?
 
 Command: PYTHONPATH=. python experiments/benchmarks/step_profile.py \
-             [--model seed | --pretrained PATH] [--batch-size 32] [--steps 5]
+             [--model seed | --pretrained PATH [--max-length 64]] [--batch-size 32] \
+             [--steps 5] [--pack] [--partitionable-bits]
 Machine: any XLA:CPU; about a minute on a 2-core CPU. It traces `--steps`
 train steps (after two warm-ups) with XLA:CPU's per-op trace events, maps each
 op to the compiled HLO, and sums its time (over all threads) by the step's
 phase (forward, backward, optimizer) and by kind: matmuls, ops as large as the
-word-embedding table, random bits (dropout masks), and the rest.
+word-embedding table, random bits (dropout masks), and the rest. `--pack`
+makes the batch `--batch-size` packed rows of random pairs of 20 to 90
+tokens; `--partitionable-bits` draws the dropout masks with threefry's
+partitionable layout, as GPUs, TPUs and meshes do (the training default on
+XLA:CPU is the other, see `steps.partitionable_bits_by_default`).
 
 Measured once on the 2-core CPU with a study training beside it, the seed
 model at batch 32 (ms per step, summed over both threads):
@@ -31,15 +36,17 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from flax_mrpc import steps  # noqa: E402
+from flax_mrpc import packing, steps  # noqa: E402
 from flax_mrpc.modules import PairClassifier  # noqa: E402
 from flax_mrpc.optim import make_optimizer  # noqa: E402
 from flax_mrpc.pretrained import load_pretrained  # noqa: E402
@@ -70,27 +77,51 @@ def op_kinds(hlo_text: str, vocab_size: int) -> dict[str, tuple[str, str]]:
   return kinds
 
 
+def packed_batch(config, rows: int) -> dict[str, np.ndarray]:
+  """`rows` packed rows of `config.max_length` tokens, of random pairs of 20
+  to 90 tokens (MRPC's pairs average 53 with all-MiniLM-L6-v2's tokenizer)."""
+  rng = np.random.default_rng(0)
+  n, seq = 4 * rows, config.max_length
+  lengths = np.minimum(rng.integers(20, 91, n), seq)
+  real = np.arange(seq)[None, :] < lengths[:, None]
+  features = {
+      "input_ids": (rng.integers(5, config.vocab_size, (n, seq)) * real).astype(np.int32),
+      "token_type_ids": ((np.arange(seq)[None, :] >= lengths[:, None] // 2) & real).astype(
+          np.int32),
+      "attention_mask": real.astype(np.int32), "match_ids": np.zeros((n, seq), np.int32),
+      "labels": rng.integers(0, 2, n).astype(np.int32)}
+  packed_rows = packing.pack_rows(lengths, np.arange(n), seq)[:rows]
+  return next(packing.packed_batches(features, packed_rows, rows))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   source = parser.add_mutually_exclusive_group()
   source.add_argument("--model", default="seed", choices=sorted(MODELS))
-  source.add_argument("--pretrained", help="a BERT checkpoint folder, at max_length 64")
+  source.add_argument("--pretrained", help="a BERT checkpoint folder")
+  parser.add_argument("--max-length", type=int, default=64,
+                      help="tokens per row, for --pretrained (default: %(default)s)")
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--pack", action="store_true", help="packed rows of random pairs")
+  parser.add_argument("--partitionable-bits", action="store_true",
+                      help="dropout bits in threefry's partitionable layout")
   args = parser.parse_args()
 
   if args.pretrained:
-    model, config, _ = load_pretrained(args.pretrained, max_length=64)
+    model, config, _ = load_pretrained(args.pretrained, max_length=args.max_length)
   else:
     config = MODELS[args.model]
     model = PairClassifier(config, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model)
   tx = make_optimizer(TRAIN, 1000)
   state = steps.TrainState.create(params, tx)
-  batch = {k: jnp.asarray(v) for k, v in random_batch(config, args.batch_size).items()}
+  batch = (packed_batch if args.pack else random_batch)(config, args.batch_size)
+  batch = {k: jnp.asarray(v) for k, v in batch.items()}
   rng = jax.random.key(0)
-  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=None),
-                 donate_argnums=0)
+  partitionable = args.partitionable_bits or steps.partitionable_bits_by_default(sharded=False)
+  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=None,
+                                   partitionable_bits=partitionable), donate_argnums=0)
   kinds = op_kinds(step.lower(state, batch, rng).compile().as_text(), config.vocab_size)
   for _ in range(2):
     state, metrics = step(state, batch, rng)
@@ -98,9 +129,11 @@ def main() -> None:
 
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
+      start = time.perf_counter()
       for _ in range(args.steps):
         state, metrics = step(state, batch, rng)
       jax.block_until_ready(metrics)
+      seconds = (time.perf_counter() - start) / args.steps
     trace = next(Path(trace_dir).rglob("*.xplane.pb"))
     profile = jax.profiler.ProfileData.from_file(str(trace))
     totals = collections.Counter()
@@ -110,8 +143,9 @@ def main() -> None:
           if event.name in kinds:
             totals[kinds[event.name]] += event.duration_ns / 1e6 / args.steps
 
-  print(f"{jax.devices()[0].device_kind}, batch {args.batch_size}, "
-        f"ms per step summed over threads")
+  print(f"{jax.devices()[0].device_kind}, batch {list(batch['input_ids'].shape)}"
+        f"{' packed' if args.pack else ''}, {seconds:.3f} s per step while traced; "
+        "ms per step summed over threads")
   phases = ["forward", "backward", "optimizer and rest"]
   print(f"{'kind':22}" + "".join(f"{p:>20}" for p in phases) + f"{'total':>10}")
   for kind in ["matmul", "embedding-table sized", "random bits", "other"]:
