@@ -279,14 +279,14 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
   if tc.pretrained:
     pretrained.load_into(model, mc, Path(tc.pretrained))
   graphdef, params = nnx.split(model)
-  epochs = TrainEpochs(train_features, tc, parallel.device_count(parallel_mode))
-  tx = make_optimizer(tc, epochs.total_steps)
+  train_epochs = TrainEpochs(train_features, tc, parallel.device_count(parallel_mode))
+  tx = make_optimizer(tc, train_epochs.total_steps)
   state = steps.TrainState.create(params, tx)
   runner = parallel.DataParallel(parallel_mode, graphdef, tx, tc.pos_weight)
   # Whole eval batches split evenly over the devices (no padding rows mid-split).
   eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   dropout_rng = jax.random.key(tc.seed + 1)
-  _log(f"model: {steps.param_count(params):,} parameters; {epochs.describe()}; "
+  _log(f"model: {steps.param_count(params):,} parameters; {train_epochs.describe()}; "
        f"parallel: {runner.mode} over {runner.num_devices} device(s)")
 
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
@@ -303,7 +303,7 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
             + "\n  ".join(differences)
             + "\nPass --overwrite to start afresh, or choose another --workdir.")
       state, loop = restored.state, restored.meta
-      position = epochs.steps_before(loop["epoch"]) + loop["batch"]
+      position = train_epochs.steps_before(loop["epoch"]) + loop["batch"]
       if position != restored.step:
         raise CheckpointError(
             f"checkpoint {restored.step} in {workdir} records loop position {position}; it is "
@@ -324,8 +324,8 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
           _log(f"early stop: no better validation score for {tc.patience} epochs")
           break
         epoch_start = time.time()
-        epoch_steps = epochs.steps[epoch - 1]
-        remaining = itertools.islice(epochs.batches(epoch), loop["batch"], None)
+        epoch_steps = train_epochs.steps[epoch - 1]
+        remaining = itertools.islice(train_epochs.batches(epoch), loop["batch"], None)
         loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
         with tqdm(total=epoch_steps, initial=loop["batch"], desc=f"epoch {epoch}/{tc.epochs}",
                   disable=not progress, leave=False) as bar:
@@ -337,7 +337,7 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
             loss_sum += step_metrics["loss_sum"]
             count += step_metrics["count"]
             loop["batch"] += 1
-            step = epochs.steps_before(epoch) + loop["batch"]
+            step = train_epochs.steps_before(epoch) + loop["batch"]
             stop = should_stop(step)
             save_now = bool(checkpoint_every_steps) and step % checkpoint_every_steps == 0
             if save_now or stop or loop["batch"] % 20 == 0:
@@ -353,7 +353,7 @@ def _run(config: Config, workdir: Path, data_dir, progress: bool,
               raise _preempted(checkpointer, step, workdir)
           _count_finished(bar, running)
         train_loss = float(loss_sum / count)
-        _check_finite(train_loss, checkpointer, epochs.steps_before(epoch) + loop["batch"])
+        _check_finite(train_loss, checkpointer, train_epochs.steps_before(epoch) + loop["batch"])
         host_state = runner.host_state(state)
         validation = evaluate(
             pair_probabilities(runner.eval_step, host_state.params, eval_views["validation"],
