@@ -111,8 +111,8 @@ def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir, tmp_path):
     assert row["examples_per_s"] > 0 and row["pairs_per_step"] > 0
   packed = next(r for name, r in rows.items() if "packed" in name)
   assert packed["compiled_shapes"] == 1 and packed["tokens_per_row"] == 16
-  assert packed["real_tokens_per_row"] > max(r["real_tokens_per_row"] for r in rows.values()
-                                             if r is not packed)
+  assert packed["real_tokens_per_row"] >= max(r["real_tokens_per_row"] for r in rows.values()
+                                              if r is not packed)
   assert rows["PyTorch, random order, cut"]["compile_s"] is None
 
 

@@ -73,8 +73,12 @@ TINY_SHAPE = dict(vocab_size=500, max_length=16, max_positions=16, d_model=32, n
 class AllPositionsClassifier(PairClassifier):
   """PairClassifier whose last layer runs on every position, then keeps the first."""
 
-  def pooled(self, input_ids, token_type_ids, attention_mask, match_ids=None, *, rngs=None):
-    first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids, rngs=rngs)[:, 0]
+  def pooled(self, input_ids, token_type_ids, attention_mask, match_ids=None, *,
+             positions=None, first_positions=None, rngs=None):
+    """One pair per row: `first_positions` must be None."""
+    assert first_positions is None, "the all-positions row takes unpacked batches"
+    first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids,
+                         positions=positions, rngs=rngs)[:, 0]
     return self.pool(first, rngs)
 
 
