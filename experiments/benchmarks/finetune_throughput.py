@@ -37,19 +37,23 @@ Measured on the 2-core CPU with nothing else running, all-MiniLM-L6-v2,
   PyTorch, random order, cut              78.6  53.8  32.0    1.60  19.8          -       -
 
 Packed steps train at 1.51x PyTorch's examples/s (the repeats: 1.09-1.12
-s/step against 1.50-1.71), with one compiled shape where the cut batches of a
-whole epoch need seven. Two changes got there from 1.24x:
+s/step against 1.50-1.71), with one compiled shape where the cut batches need one per length (5 in
+these 30 steps). Two changes got there from the length-grouped preset's
+1.33x (25.8 against 19.4 examples/s in a run earlier the same day):
   - Packing: 1792 tokens per step, 97% of them real, against 32 x 61.9 = 1981
     in length-grouped batches. Before the next change the packed step took
     1.27 s and the length-grouped one 1.22 s: attention over 128 tokens costs
     more per token than over 62, so packing alone did not beat grouping.
   - Dropout masks in threefry's non-partitionable layout on XLA:CPU
-    (`steps.partitionable_bits_by_default`), the same Bernoulli draws: the
-    packed step went from 1.216 to 1.023 s in `step_profile.py --pack`. The
-    masks had been 12% of the step.
-What is left is mostly matmuls (`step_profile.py`): about 700 of 1090 ms,
-at the rate XLA:CPU reaches on a lone [1792, 384] x [384, 1536] matmul
-(158 GFLOP/s against PyTorch's 136 on these 2 cores). Per token as run,
+    (`steps.partitionable_bits_by_default`), the same Bernoulli draws. In
+    `step_profile.py --pretrained $MINILM --max-length 128 --batch-size 14
+    --pack` (one traced run each, so noisy) the masks took 158 ms of the
+    step against 197 with `--partitionable-bits`, and the step 1.27 s
+    against 1.36; this benchmark's packed row went from 1.27 to 1.10 s/step
+    between its run before the change and the one above.
+What is left is mostly matmuls (`step_profile.py`): 762 of 1307 ms. On a
+lone [1792, 384] x [384, 1536] matmul XLA:CPU reaches 158 GFLOP/s and
+PyTorch 136 on these 2 cores, so there is little to win there. Per token as run,
 the packed step costs 1.10 / 1792 = 0.61 ms, the length-grouped one
 1.13 / 1981 = 0.57 ms and PyTorch 1.60 / 2515 = 0.64 ms.
 
