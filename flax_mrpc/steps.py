@@ -56,8 +56,8 @@ def partitionable_bits_by_default(sharded: bool) -> bool:
   """Which of threefry's two bit layouts the dropout masks use by default
   (`jax_threefry_partitionable`). The partitionable one gives the same masks
   however a batch is sharded over a mesh, so `sharded` steps always use it,
-  as do GPUs and TPUs. XLA:CPU draws the other about 6x faster (a
-  [14, 12, 128, 128] mask: 6.6 against 40.5 ms on 2 cores). Both are
+  as do GPUs and TPUs. XLA:CPU draws the other faster (see
+  experiments/benchmarks/step_profile.py --partitionable-bits). Both are
   Bernoulli draws of the same rate; only the random stream differs."""
   return sharded or jax.default_backend() != "cpu"
 

@@ -51,9 +51,7 @@ these 30 steps). Two changes got there from the length-grouped preset's
     step against 197 with `--partitionable-bits`, and the step 1.27 s
     against 1.36; this benchmark's packed row went from 1.27 to 1.10 s/step
     between its run before the change and the one above.
-What is left is mostly matmuls (`step_profile.py`): 762 of 1307 ms. On a
-lone [1792, 384] x [384, 1536] matmul XLA:CPU reaches 158 GFLOP/s and
-PyTorch 136 on these 2 cores, so there is little to win there. Per token as run,
+What is left is mostly matmuls (`step_profile.py`): 762 of 1307 ms. Per token as run,
 the packed step costs 1.10 / 1792 = 0.61 ms, the length-grouped one
 1.13 / 1981 = 0.57 ms and PyTorch 1.60 / 2515 = 0.64 ms.
 
