@@ -91,20 +91,21 @@ class DataParallel:
 
   Args:
     mode: one of MODES.
-    graphdef, tx, pos_weight: the static arguments of `steps.train_step`.
+    graphdef, tx, loss: the static arguments of `steps.train_step`.
     partitionable_bits: the dropout masks' bit layout; by default
       `steps.partitionable_bits_by_default` (always under sharding).
+    evaluate: the eval step, `steps.eval_step` or `steps.masked_lm_eval_step`.
   """
 
-  def __init__(self, mode: str, graphdef, tx, pos_weight: float | None,
-               partitionable_bits: bool | None = None):
+  def __init__(self, mode: str, graphdef, tx, loss: steps.Loss,
+               partitionable_bits: bool | None = None, evaluate=steps.eval_step):
     self.mode = resolve(mode)
     self.num_devices = device_count(self.mode)
     if partitionable_bits is None:
       partitionable_bits = steps.partitionable_bits_by_default(self.mode == "sharding")
-    train = functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=pos_weight,
+    train = functools.partial(steps.train_step, graphdef=graphdef, tx=tx, loss=loss,
                               partitionable_bits=partitionable_bits)
-    evaluate = functools.partial(steps.eval_step, graphdef=graphdef)
+    evaluate = functools.partial(evaluate, graphdef=graphdef)
     self._eval = jax.jit(evaluate)
     if self.mode == "none":
       self._train = jax.jit(train, donate_argnums=0)
@@ -165,9 +166,10 @@ class DataParallel:
       metrics = jax.tree.map(lambda x: x[0], metrics)
     return state, metrics
 
-  def eval_step(self, params, batch: dict[str, np.ndarray]) -> jax.Array:
-    """`steps.eval_step` on `batch` (rows a multiple of `num_devices`) with
-    `params` from `host_state` or `put_params`: [rows] probabilities."""
+  def eval_step(self, params, batch: dict[str, np.ndarray]):
+    """The eval step on `batch` (rows a multiple of `num_devices`) with
+    `params` from `host_state` or `put_params`: [rows] probabilities from
+    `steps.eval_step`."""
     if self.mode == "sharding":
       batch = self._put_batch(batch)
     return self._eval(params, batch)

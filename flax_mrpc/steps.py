@@ -4,10 +4,13 @@
 one device, under `jax.jit` over a sharded mesh, and under `jax.pmap` with
 `axis_name` set, where the only difference is a `psum` of gradients and
 counts across devices. Bind the static arguments with `functools.partial`.
+Its `loss` says what is trained: `PairLoss` (the paraphrase classifier,
+`modules.PairClassifier`) or `MaskedLMLoss` (pretraining, `modules.MaskedLM`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -44,12 +47,52 @@ def weighted_bce_sum(
   return jnp.sum(per_example * weights)
 
 
-def _logits(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
-            rngs: nnx.Rngs | None) -> jax.Array:
-  model = nnx.merge(graphdef, params)
+def pair_logits(model: nnx.Module, batch: Batch, rngs: nnx.Rngs | None) -> jax.Array:
+  """A `PairClassifier`'s logits of a padded or packed batch."""
   return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                batch.get("match_ids"), positions=batch.get("positions"),
                first_positions=batch.get("first_positions"), rngs=rngs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairLoss:
+  """The classifier's loss: weighted BCE of each pair's logit
+  (`weighted_bce_sum`), positives scaled by `pos_weight`."""
+
+  pos_weight: float | None = None
+
+  def __call__(self, model: nnx.Module, batch: Batch,
+               rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
+    """(loss sum, number of real pairs) of `batch`."""
+    loss_sum = weighted_bce_sum(pair_logits(model, batch, rngs), batch["labels"], batch["weights"], self.pos_weight)
+    return loss_sum, jnp.sum(batch["weights"])
+
+
+def masked_lm_sums(model: nnx.Module, batch: Batch,
+                   rngs: nnx.Rngs | None) -> dict[str, jax.Array]:
+  """Sums over the predicted tokens of a masked batch (`flax_mrpc.masking`):
+  cross-entropy `loss_sum`, `correct` top-1 predictions and `count`."""
+  logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                 batch["mlm_positions"], positions=batch.get("positions"), rngs=rngs)
+  weights = batch["mlm_weights"]
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mlm_targets"])
+  correct = (jnp.argmax(logits, axis=-1) == batch["mlm_targets"]) * weights
+  return {"loss_sum": jnp.sum(losses * weights), "correct": jnp.sum(correct),
+          "count": jnp.sum(weights)}
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedLMLoss:
+  """Pretraining's loss: cross-entropy of the original token at each masked position."""
+
+  def __call__(self, model: nnx.Module, batch: Batch,
+               rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
+    """(loss sum, number of predicted tokens) of `batch`."""
+    sums = masked_lm_sums(model, batch, rngs)
+    return sums["loss_sum"], sums["count"]
+
+
+Loss = PairLoss | MaskedLMLoss
 
 
 def partitionable_bits_by_default(sharded: bool) -> bool:
@@ -69,7 +112,7 @@ def train_step(
     *,
     graphdef: nnx.GraphDef,
     tx: optax.GradientTransformation,
-    pos_weight: float | None,
+    loss: Loss,
     partitionable_bits: bool = True,
     axis_name: str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -80,7 +123,9 @@ def train_step(
     batch: [batch, seq] `input_ids`, `token_type_ids`, `attention_mask`,
       `match_ids`; [batch] `labels` and `weights` (0 for padding rows); or a
       packed batch (`flax_mrpc.packing`), with `positions`, `first_positions`
-      and [batch, pairs per row] `labels` and `weights`.
+      and [batch, pairs per row] `labels` and `weights`; for `MaskedLMLoss`
+      a masked batch (`flax_mrpc.masking`).
+    loss: `PairLoss` or `MaskedLMLoss`, of the model in `graphdef`.
     rng: the run's dropout key; the step folds in `state.step` (and the
       device index under pmap).
     partitionable_bits: the dropout masks' threefry layout (see
@@ -88,19 +133,17 @@ def train_step(
     axis_name: the pmap axis to sum gradients over; None elsewhere.
   Returns:
     The new state and {"loss_sum", "count"}: the weighted loss sum and the
-    number of real examples, summed over devices.
+    number of real pairs (or predicted tokens), summed over devices.
   """
   rng = jax.random.fold_in(rng, state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
 
   def loss_sum_fn(params):
-    logits = _logits(graphdef, params, batch, nnx.Rngs(dropout=rng))
-    return weighted_bce_sum(logits, batch["labels"], batch["weights"], pos_weight)
+    return loss(nnx.merge(graphdef, params), batch, nnx.Rngs(dropout=rng))
 
   with jax.threefry_partitionable(partitionable_bits):
-    loss_sum, grads = jax.value_and_grad(loss_sum_fn)(state.params)
-  count = jnp.sum(batch["weights"])
+    (loss_sum, count), grads = jax.value_and_grad(loss_sum_fn, has_aux=True)(state.params)
   if axis_name is not None:
     loss_sum, grads, count = jax.lax.psum((loss_sum, grads, count), axis_name)
   grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
@@ -113,7 +156,13 @@ def train_step(
 def eval_step(params: nnx.State, batch: Batch, *, graphdef: nnx.GraphDef) -> jax.Array:
   """[batch, seq] inputs -> [batch] probability that each pair is a paraphrase
   ([batch, pairs per row] for a packed batch)."""
-  return jax.nn.sigmoid(_logits(graphdef, params, batch, rngs=None))
+  return jax.nn.sigmoid(pair_logits(nnx.merge(graphdef, params), batch, rngs=None))
+
+
+def masked_lm_eval_step(params: nnx.State, batch: Batch, *,
+                        graphdef: nnx.GraphDef) -> dict[str, jax.Array]:
+  """`masked_lm_sums` of a masked batch without dropout."""
+  return masked_lm_sums(nnx.merge(graphdef, params), batch, rngs=None)
 
 
 def param_count(params: Any) -> int:

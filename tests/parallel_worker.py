@@ -51,7 +51,7 @@ def run(mode: str, dropout: float, pack: bool) -> dict[str, np.ndarray]:
   graphdef, params = nnx.split(PairClassifier(config, rngs=nnx.Rngs(0)))
   tx = make_optimizer(TrainConfig(learning_rate=1e-3, warmup_fraction=0.0), 100)
   # The dropout runs draw the layout of bits that sharding draws, so their masks match.
-  runner = DataParallel(mode, graphdef, tx, pos_weight=0.5, partitionable_bits=True)
+  runner = DataParallel(mode, graphdef, tx, loss=steps.PairLoss(0.5), partitionable_bits=True)
   state = runner.put_state(steps.TrainState.create(params, tx))
   data = split()
   losses, counts = [], []

@@ -46,7 +46,7 @@ def _setup(epochs=1):
   model = PairClassifier(CONFIG, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model)
   tx = make_optimizer(TrainConfig(learning_rate=1e-2, warmup_fraction=0.0), 100)
-  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=0.5))
+  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, loss=steps.PairLoss(0.5)))
   return graphdef, steps.TrainState.create(params, tx), step
 
 

@@ -104,7 +104,7 @@ def jax_timer(config):
   graphdef, params = nnx.split(model)
   tx = make_optimizer(tc, 1000)
   step = jax.jit(functools.partial(
-      steps.train_step, graphdef=graphdef, tx=tx, pos_weight=tc.pos_weight,
+      steps.train_step, graphdef=graphdef, tx=tx, loss=steps.PairLoss(tc.pos_weight),
       partitionable_bits=steps.partitionable_bits_by_default(sharded=False)), donate_argnums=0)
   rng = jax.random.key(0)
 

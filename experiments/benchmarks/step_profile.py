@@ -120,7 +120,7 @@ def main() -> None:
   batch = {k: jnp.asarray(v) for k, v in batch.items()}
   rng = jax.random.key(0)
   partitionable = args.partitionable_bits or steps.partitionable_bits_by_default(sharded=False)
-  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, pos_weight=None,
+  step = jax.jit(functools.partial(steps.train_step, graphdef=graphdef, tx=tx, loss=steps.PairLoss(),
                                    partitionable_bits=partitionable), donate_argnums=0)
   kinds = op_kinds(step.lower(state, batch, rng).compile().as_text(), config.vocab_size)
   for _ in range(2):

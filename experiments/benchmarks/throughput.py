@@ -115,7 +115,7 @@ def time_flax(config: ModelConfig, mode: str, batch_size: int, num_steps: int,
   """(compile seconds, seconds per step) of the train step under `mode`."""
   graphdef, params = nnx.split(model_class(config, rngs=nnx.Rngs(0)))
   tx = make_optimizer(TRAIN, 1000)
-  runner = DataParallel(mode, graphdef, tx, pos_weight=None)
+  runner = DataParallel(mode, graphdef, tx, steps.PairLoss())
   state = runner.put_state(steps.TrainState.create(params, tx))
   batch, rng = random_batch(config, batch_size), jax.random.key(0)
   start = time.perf_counter()
