@@ -1,4 +1,5 @@
-"""What the command-line tools share: a quiet start and one-line errors.
+"""What the command-line tools share: a quiet start, one-line errors,
+`--set NAME=VALUE` and the flags of several devices and hosts.
 
 Import this module before anything that imports transformers: it sets
 `TRANSFORMERS_NO_ADVISORY_WARNINGS`, so transformers does not announce at
@@ -8,10 +9,17 @@ in the environment is kept.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import types
+import typing
+from typing import Any, Sequence
 
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from flax_mrpc import parallel  # noqa: E402
+from flax_mrpc.config import ModelConfig, PretrainConfig, TrainConfig  # noqa: E402
 
 EXIT_USAGE = 2  # a bad flag or input file, as argparse exits
 
@@ -22,3 +30,81 @@ def report(error: Exception) -> int:
   for problem in getattr(error, "problems", None) or [str(error)]:
     print(f"error: {problem}", file=sys.stderr)
   return EXIT_USAGE
+
+
+def _field_types() -> dict[str, Any]:
+  """{field name: annotated type} of every config section."""
+  return {name: hint for section in (ModelConfig, TrainConfig, PretrainConfig)
+          for name, hint in typing.get_type_hints(section).items()}
+
+
+def _convert(item: str, name: str, raw: str, hint: Any) -> Any:
+  """`raw` as a value of the annotated type `hint` (bool, int, float, str, a
+  Literal of strings, or any of these `| None`)."""
+  options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union,
+                                                                   types.UnionType) else (hint,)
+  if raw.lower() == "none":
+    if type(None) in options:
+      return None
+    raise ValueError(f"--set {item!r}: {name} cannot be none.")
+  kind = next(t for t in options if t is not type(None))
+  if kind is bool:
+    if raw.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"--set {item!r}: {name} takes true or false.")
+    return raw.lower() in ("true", "1")
+  if kind in (int, float):
+    try:
+      return kind(raw)
+    except ValueError:
+      raise ValueError(f"--set {item!r}: {name} takes a number ({kind.__name__}).") from None
+  return raw
+
+
+def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
+  """Parses `--set name=value` pairs, converting each value to its field's annotated type."""
+  hints = _field_types()
+  changes = {}
+  for item in assignments:
+    name, sep, raw = item.partition("=")
+    if not sep or name not in hints:
+      raise ValueError(f"--set {item!r}: expected NAME=VALUE with NAME one of {sorted(hints)}.")
+    changes[name] = _convert(item, name, raw, hints[name])
+  return changes
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+  """The flags of a resumable run's checkpoints and progress, and of several
+  devices and hosts."""
+  more = parser.add_argument_group("checkpoints and progress")
+  more.add_argument("--checkpoint-every-steps", type=int, default=None, metavar="N",
+                    help="also checkpoint every N steps (default: at each epoch end only)")
+  more.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
+                    help="keep the last K checkpoints besides the best (default: 2)")
+  more.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  devices = parser.add_argument_group("several devices and hosts")
+  devices.add_argument("--parallel", default="auto", choices=parallel.MODES,
+                       help="data parallelism over the devices: jit over a device mesh "
+                            "(sharding), pmap, or one device (none); auto: sharding when "
+                            "there are several devices (default: %(default)s)")
+  devices.add_argument("--multi-host", action="store_true",
+                       help="one of several processes (hosts of a TPU VM pod slice, GPU "
+                            "hosts): run the same command on every host; JAX detects TPU pods "
+                            "and SLURM/MPI clusters, elsewhere add --coordinator-address, "
+                            "--num-processes and --process-id")
+  devices.add_argument("--coordinator-address", metavar="HOST:PORT",
+                       help="process 0's address, for --multi-host outside detected clusters")
+  devices.add_argument("--num-processes", type=int, metavar="N", help="for --multi-host")
+  devices.add_argument("--process-id", type=int, metavar="I", help="for --multi-host: 0 .. N-1")
+
+
+def start_run(args: argparse.Namespace) -> None:
+  """Checks the flags of `add_run_arguments` and, with --multi-host, joins
+  this process to the others. Raises ValueError for a bad combination."""
+  manual = (args.coordinator_address, args.num_processes, args.process_id)
+  if any(x is not None for x in manual) and not args.multi_host:
+    raise ValueError("--coordinator-address, --num-processes and --process-id go with "
+                     "--multi-host.")
+  if args.keep_checkpoints < 1 or (args.checkpoint_every_steps or 1) < 1:
+    raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
+  if args.multi_host:
+    parallel.initialize_processes(*manual)

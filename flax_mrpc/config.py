@@ -146,9 +146,37 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+  """Masked-language-model pretraining of the encoder before fine-tuning
+  (`flax_mrpc.pretrain`): BERT's masking of `mask_rate` of the tokens
+  (80% [MASK], 10% a random token, 10% unchanged) on pairs of consecutive
+  corpus lines, packed into rows of `model.max_length` tokens. The other
+  optimizer settings (weight decay, schedule, warmup, clipping) are the
+  TrainConfig's."""
+
+  pretrain_epochs: int = 0  # passes over the corpus; 0 = no pretraining
+  pretrain_batch_size: int = 32  # pairs of lines per step (on average, packed)
+  pretrain_learning_rate: float = 5e-4
+  mask_rate: float = 0.15
+  # A UTF-8 text file, one sentence or document per line; None = the
+  # sentences of MRPC's train split (never validation or test).
+  corpus: str | None = None
+
+  def __post_init__(self):
+    if self.pretrain_epochs < 0 or self.pretrain_batch_size < 1:
+      raise ValueError("pretrain_epochs must be at least 0 and pretrain_batch_size at least 1.")
+    if not (math.isfinite(self.pretrain_learning_rate) and self.pretrain_learning_rate > 0):
+      raise ValueError("pretrain_learning_rate must be a positive finite number, got "
+                       f"{self.pretrain_learning_rate}.")
+    if not 0.0 < self.mask_rate < 1.0:
+      raise ValueError(f"mask_rate must be in (0, 1), got {self.mask_rate}.")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   model: ModelConfig = ModelConfig()
   train: TrainConfig = TrainConfig()
+  pretrain: PretrainConfig = PretrainConfig()
 
   def __post_init__(self):
     if not self.model.mask_attention and self.train.pad_multiple:
@@ -160,6 +188,16 @@ class Config:
     if self.train.pack and (self.train.pad_multiple or self.train.group_by_length):
       raise ValueError("pack=true fills rows of max_length tokens: leave pad_multiple and "
                        "group_by_length unset.")
+    if self.pretrain.pretrain_epochs and self.train.pretrained:
+      raise ValueError("pretrain_epochs pretrains the model from scratch; a --pretrained "
+                       "checkpoint already is: set pretrain_epochs=0 or drop --pretrained.")
+    if self.pretrain.pretrain_epochs and self.train.tokenizer != "train":
+      raise ValueError("pretraining learns its vocabulary on its corpus: leave --tokenizer "
+                       "unset (train) with pretrain_epochs.")
+    if self.pretrain.pretrain_epochs and (self.model.seed_embedding
+                                          or not self.model.mask_attention):
+      raise ValueError("pretraining packs lines into rows, which needs attention confined to "
+                       "each pair: set mask_attention=true and seed_embedding=false.")
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -170,25 +208,39 @@ class Config:
     if "seed_quirks" in model:  # written before the two seed fixes were separate fields
       quirks = model.pop("seed_quirks")
       model.update(seed_embedding=quirks, mask_attention=not quirks)
-    return cls(model=ModelConfig(**model), train=TrainConfig(**d["train"]))
+    return cls(model=ModelConfig(**model), train=TrainConfig(**d["train"]),
+               pretrain=PretrainConfig(**d.get("pretrain", {})))
 
   def replace(self, **changes: Any) -> "Config":
-    """Returns a copy with fields changed by name, looked up in `train` then `model`.
+    """Returns a copy with fields changed by name, looked up in `train`,
+    `model` and `pretrain` (whose names do not overlap).
 
     Example: `config.replace(epochs=3, d_model=128)`.
     """
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = set(changes) - train_fields - model_fields
+    sections = {name: getattr(self, name) for name in ("model", "train", "pretrain")}
+    fields = {name: {f.name for f in dataclasses.fields(section)}
+              for name, section in sections.items()}
+    unknown = set(changes) - set().union(*fields.values())
     if unknown:
       raise ValueError(f"unknown config field(s): {sorted(unknown)}")
-    train = dataclasses.replace(
-        self.train, **{k: v for k, v in changes.items() if k in train_fields}
-    )
-    model = dataclasses.replace(
-        self.model, **{k: v for k, v in changes.items() if k in model_fields}
-    )
-    return Config(model=model, train=train)
+    return Config(**{name: dataclasses.replace(section, **{
+        k: v for k, v in changes.items() if k in fields[name]})
+        for name, section in sections.items()})
+
+
+def pretraining_config(config: Config) -> Config:
+  """The configuration of `config`'s pretraining run: its model without the
+  match embedding (a fine-tuning feature), its pretrain fields, and train
+  fields made of them (packed, always all epochs) and of the optimizer
+  settings they share. Fields that only fine-tuning reads stay at their
+  defaults, so changing them keeps a cached pretraining valid."""
+  tc, pc = config.train, config.pretrain
+  train = TrainConfig(epochs=max(1, pc.pretrain_epochs), batch_size=pc.pretrain_batch_size,
+                      learning_rate=pc.pretrain_learning_rate, weight_decay=tc.weight_decay,
+                      schedule=tc.schedule, warmup_fraction=tc.warmup_fraction,
+                      clip_norm=tc.clip_norm, pack=True, lowercase=tc.lowercase, seed=tc.seed)
+  return Config(model=dataclasses.replace(config.model, match_embedding=False), train=train,
+                pretrain=pc)
 
 
 def _seed() -> Config:

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
-from flax_mrpc import batching, packing
+from flax_mrpc import batching, masking, packing
 from flax_mrpc.config import TrainConfig
 
 
@@ -70,3 +70,33 @@ class TrainEpochs:
       return steps
     return (f"{steps}; packed: {self.rows_per_batch} rows of {self.row_length} tokens per "
             f"batch hold {self.train.batch_size} pairs on average")
+
+
+class MaskedEpochs(TrainEpochs):
+  """Packed epochs of corpus pairs with BERT's masking (`flax_mrpc.masking`)
+  added to each batch; batch i of epoch e is masked with the random stream
+  (seed, e, i), so a resumed run masks exactly as before.
+
+  Args:
+    features, train, rows_multiple: as for TrainEpochs (`train.pack` is on).
+    special_ids: ids that are never masked ([CLS], [SEP], [PAD]).
+    mask_id: the [MASK] id.
+    vocab_size: random replacements come from ids below it (the tokenizer's size).
+    mask_rate: the share of maskable tokens predicted.
+  """
+
+  def __init__(self, features: dict[str, np.ndarray], train: TrainConfig, rows_multiple: int,
+               special_ids: list[int], mask_id: int, vocab_size: int, mask_rate: float):
+    super().__init__(features, train, rows_multiple)
+    self.special_ids, self.mask_id = np.asarray(special_ids), mask_id
+    self.vocab_size, self.mask_rate = vocab_size, mask_rate
+
+  def batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    for i, batch in enumerate(super().batches(epoch)):
+      yield self.mask(batch, np.random.default_rng([self.train.seed, epoch, i, 2]))
+
+  def mask(self, batch: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`batch` with its tokens masked and the mlm_* arrays added."""
+    maskable = (batch["attention_mask"] > 0) & ~np.isin(batch["input_ids"], self.special_ids)
+    return batch | masking.mask_tokens(batch["input_ids"], maskable, rng, self.mask_id,
+                                       self.vocab_size, self.mask_rate)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import batching, packing, pretrained, steps, tokenization
+from flax_mrpc import batching, packing, pretrained, pretrained_workdir, steps, tokenization
 from flax_mrpc.checkpoint import Checkpointer, CheckpointError
 from flax_mrpc.config import Config, get_preset
 from flax_mrpc.data import Example
@@ -86,6 +86,10 @@ def load_trained(workdir: str | Path) -> TrainedModel:
   """The model of `workdir`'s best validation epoch, with its tokenizer. It
   only reads, so the workdir may be training in another process."""
   workdir = Path(workdir)
+  if pretrained_workdir.is_pretrain_workdir(workdir):
+    raise CheckpointError(f"{workdir} holds a pretrained masked LM, not a classifier. Fine-tune "
+                          f"it first: python -m flax_mrpc.train --pretrained {workdir} "
+                          "--workdir DIR.")
   if not (workdir / "checkpoints").is_dir():
     raise CheckpointError(f"{workdir} has no checkpoints/: pass the --workdir of a training run.")
   checkpointer = Checkpointer(workdir / "checkpoints")

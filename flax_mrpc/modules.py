@@ -421,3 +421,42 @@ class PairClassifier(nnx.Module):
                          positions=positions, first_positions=first_positions, rngs=rngs)
     logits = self.classifier(_dropout(pooled, self.dropout, rngs))
     return logits[..., 0].astype(jnp.float32)
+
+
+class MaskedLM(nnx.Module):
+  """Encoder and BERT's masked-language-model head: dense, the encoder's
+  activation, LayerNorm,
+  then logits over the vocabulary from the word embeddings themselves (the
+  decoder is tied to `encoder.embeddings.word_embeddings`) plus a bias.
+
+  Its `encoder` is the `PairClassifier`'s, so pretrained weights move
+  across by path (`flax_mrpc.pretrained.load_into`).
+  """
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.encoder = Encoder(config, rngs=rngs)
+    self.transform = _linear(config.d_model, config.embedding_width, config, rngs)
+    self.transform_norm = _layer_norm(config, rngs, config.embedding_width)
+    self.output_bias = nnx.Param(jnp.zeros((config.vocab_size,), jnp.float32))
+    self.activation = config.activation
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      token_type_ids: jax.Array,
+      attention_mask: jax.Array,
+      mlm_positions: jax.Array,
+      *,
+      positions: jax.Array | None = None,
+      rngs: nnx.Rngs | None = None,
+  ) -> jax.Array:
+    """[batch, seq] inputs (segment ids in `attention_mask`, see the module
+    docstring) and [batch, P] `mlm_positions` -> [batch, P, vocab] float32
+    logits of the tokens at those positions. The last layer runs only on
+    those P rows."""
+    hidden = self.encoder(input_ids, token_type_ids, attention_mask, positions=positions,
+                          query_positions=mlm_positions, rngs=rngs)
+    hidden = self.transform_norm(_ACTIVATIONS[self.activation](self.transform(hidden)))
+    embedding = self.encoder.embeddings.word_embeddings.embedding.get_value()
+    logits = hidden @ embedding.astype(hidden.dtype).T
+    return logits.astype(jnp.float32) + self.output_bias.get_value()

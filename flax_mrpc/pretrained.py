@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from flax_mrpc import pretrained_workdir
 from flax_mrpc.config import Config, ModelConfig
 from flax_mrpc.families import FAMILIES
 from flax_mrpc.families.common import PretrainedError
@@ -153,9 +154,20 @@ def load_pretrained(name_or_path: str, max_length: int, seed: int = 0, **overrid
 def configure(config: Config, **model_overrides) -> Config:
   """`config` with its model fields taken from `config.train.pretrained` (a
   folder or hub id, resolved to a folder) and its tokenizer from there;
-  `model_overrides` (e.g. dropout) are applied on top."""
+  `model_overrides` (e.g. dropout) are applied on top. From a pretraining
+  workdir of this project (`flax_mrpc.pretrained_workdir`) come all model
+  fields but the match embedding, which pretraining does not have: that one
+  stays `config`'s."""
   checkpoint = resolve(config.train.pretrained)
+  if pretrained_workdir.is_pretrain_workdir(checkpoint):
+    saved = pretrained_workdir.saved_config(checkpoint)
+    model = dataclasses.replace(saved.model, **(
+        {"match_embedding": config.model.match_embedding} | model_overrides))
+    train = dataclasses.replace(config.train, pretrained=str(checkpoint),
+                                tokenizer=str(checkpoint / "tokenizer"),
+                                lowercase=saved.train.lowercase)
+    return dataclasses.replace(config, model=model, train=train)
   model = model_config(checkpoint, config.model.max_length, **model_overrides)
   train = dataclasses.replace(config.train, pretrained=str(checkpoint),
                               tokenizer=str(checkpoint))
-  return Config(model=model, train=train)
+  return dataclasses.replace(config, model=model, train=train)

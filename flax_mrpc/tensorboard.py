@@ -8,8 +8,9 @@ from typing import Any
 
 
 class EpochLogger:
-  """Writes each epoch record's train loss and validation metrics under
-  `logdir` (`tensorboard --logdir WORKDIR/tensorboard`)."""
+  """Writes each epoch record's train loss and its evaluation metrics (every
+  dict of numbers in it, e.g. "validation" or "heldout") under `logdir`
+  (`tensorboard --logdir WORKDIR/tensorboard`)."""
 
   def __init__(self, logdir: Path | None):
     """`logdir` None writes nothing (processes other than the main one)."""
@@ -28,8 +29,10 @@ class EpochLogger:
       return
     step = record["step"]
     self.writer.add_scalar("train/loss", record["train_loss"], step)
-    for name in ("accuracy", "f1", "precision", "recall"):
-      self.writer.add_scalar(f"validation/{name}", record["validation"][name], step)
+    for group, metrics in record.items():
+      if isinstance(metrics, dict):
+        for name, value in metrics.items():
+          self.writer.add_scalar(f"{group}/{name}", value, step)
     self.writer.flush()
 
   def close(self) -> None:

@@ -12,6 +12,7 @@ from flax_mrpc.families import common
 
 MODEL_TYPES = ("bert",)
 ARCHITECTURES = {"bert": "BertForSequenceClassification"}  # what export writes
+MASKED_LM_ARCHITECTURE = "BertForMaskedLM"  # what export writes for a pretraining workdir
 PREFIX = "bert."
 UNUSED = ("cls.", "embeddings.position_ids")  # the pretraining heads; a buffer
 
@@ -25,6 +26,17 @@ def encoder_names(config: ModelConfig) -> common.Names:
   for i in range(config.num_layers):
     names |= common.bert_layer(i, "encoder.layer")
   return names | common.linear(("pooler",), "pooler.dense")
+
+
+def masked_lm_names(config: ModelConfig) -> common.Names:
+  """BertForMaskedLM's names of a `modules.MaskedLM`: the encoder without a
+  pooler, and the `cls.predictions` head, whose decoder is the word
+  embeddings (tied) and whose bias is ours."""
+  names = {path: (PREFIX + hf, convert)
+           for path, (hf, convert) in encoder_names(config).items() if path[0] != "pooler"}
+  names |= common.linear(("transform",), "cls.predictions.transform.dense")
+  names |= common.layer_norm(("transform_norm",), "cls.predictions.transform.LayerNorm")
+  return names | {("output_bias",): ("cls.predictions.bias", common.same)}
 
 
 def head_names(config: ModelConfig) -> common.Names:
