@@ -236,6 +236,34 @@ def fraction_figure(groups: dict[str, list[dict]], fractions: dict[str, float], 
   return _save(fig, figures / f"{name}_fractions.png")
 
 
+def pretraining_figure(groups: dict[str, list[dict]], figures: Path, name: str) -> Path:
+  """Left: the held-out masked-token accuracy along each pretraining (mean
+  over seeds). Right: mean validation accuracy and F1 of the variants that
+  differ from the reference only in pretraining, against pretraining steps."""
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+  for i, (variant, records) in enumerate(groups.items()):
+    if "pretrain_history" in records[0]:
+      history = records[0]["pretrain_history"]
+      accuracy = [statistics.mean(r["pretrain_history"][j]["heldout_accuracy"] for r in records)
+                  for j in range(len(history))]
+      left.plot([h["step"] for h in history], accuracy, marker=".", color=f"C{i}", label=variant)
+  left.set(xlabel="pretraining step", ylabel="held-out masked-token accuracy")
+  if left.lines:
+    left.legend(fontsize=7)
+  variants = STUDIES[name].variants
+  curve = sorted((records[0].get("pretrain_steps", 0), variant) for variant, records in
+                 groups.items() if set(variants[variant].changes) <= {"pretrain_epochs",
+                                                                     "pretrain_learning_rate"})
+  for metric, marker in (("accuracy", "o"), ("f1", "s")):
+    right.plot([steps for steps, _ in curve],
+               [statistics.mean(r["validation"][metric] for r in groups[v]) for _, v in curve],
+               marker=marker, label=f"validation {metric}")
+  right.set(xlabel="pretraining steps (0: none)", ylabel="mean over seeds")
+  right.legend(fontsize=8)
+  fig.suptitle(f"{name}: masked-LM pretraining and what it gives fine-tuning", fontsize=10)
+  return _save(fig, figures / f"{name}_steps.png")
+
+
 def vocabulary_outliers(records: list[dict]) -> list[str]:
   """Runs whose learned vocabulary differs from the most common one learned
   from the same sentences (runs trained before `tokenization.train_wordpiece`
@@ -293,6 +321,9 @@ def study_section(document: dict, figures: Path, markdown_dir: Path) -> list[str
                  in ({}, USUAL_RECIPE)}
     lines += [image("accuracy against training pairs",
                     fraction_figure(groups, fractions, figures, name), markdown_dir)]
+  if name == "pretraining":
+    lines += [image("pretraining curves", pretraining_figure(groups, figures, name),
+                    markdown_dir)]
   shown = best or next(iter(groups))  # the reference when no variant is marked
   curves = learning_curves(name, shown, groups[shown], figures)
   lines += [image(f"learning curves of {shown}", curves, markdown_dir), ""]

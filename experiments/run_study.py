@@ -23,14 +23,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from flax_mrpc import data, data_sources
-from flax_mrpc.config import Config, get_preset
+from flax_mrpc import data, data_sources, pretrain
+from flax_mrpc.config import Config, get_preset, pretraining_config
 from flax_mrpc.pretrained import configure
 from flax_mrpc.train import train_and_evaluate
 
@@ -80,13 +81,39 @@ def accuracy_by_length(workdir: Path, test: list[data.Example]) -> dict[str, dic
 
 
 def run_one(config: Config, workdir: Path, data_dir: str | None) -> dict[str, Any]:
-  """`results.json` of the run in `workdir`, training it first unless finished."""
+  """`results.json` of the run in `workdir`, training it first unless finished.
+  Runs with the same pretraining (with and without the match embedding, say)
+  share it: a finished one is kept in `WORKDIRS/pretrain/<hash>` and copied
+  into the run's `pretrain/` folder, where training finds it."""
   if (workdir / "results.json").exists():
     results = json.loads((workdir / "results.json").read_text())
     if Config.from_dict(results["config"]).to_dict() != config.to_dict():  # new fields at defaults
       raise ValueError(f"{workdir} holds another configuration's results: remove it.")
     return results
-  return train_and_evaluate(config, workdir, data_dir, progress=False)
+  if not config.pretrain.pretrain_epochs:
+    return train_and_evaluate(config, workdir, data_dir, progress=False)
+  shared = workdir.parent / "pretrain" / config_hash(pretraining_config(config))
+  if (shared / "results.json").exists() and not (workdir / pretrain.CACHE).exists():
+    shutil.copytree(shared, workdir / pretrain.CACHE, ignore=shutil.ignore_patterns("*.lock"))
+  results = train_and_evaluate(config, workdir, data_dir, progress=False)
+  if not (shared / "results.json").exists():
+    shutil.copytree(workdir / pretrain.CACHE, shared, ignore=shutil.ignore_patterns("*.lock"))
+  return results
+
+
+def _pretraining_record(workdir: Path, results: dict[str, Any]) -> dict[str, Any]:
+  """A pretrained run's pretraining: its wall time, steps and held-out
+  masked-token curve (one point per pretraining epoch); {} without one."""
+  if not results.get("pretrain_wall_time_s"):
+    return {}
+  folder = workdir / pretrain.CACHE
+  done = json.loads((folder / "results.json").read_text())
+  curve = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+  return {"pretrain_wall_time_s": results["pretrain_wall_time_s"], "pretrain_steps": done["steps"],
+          "pretrain_history": [{"epoch": h["epoch"], "step": h["step"],
+                                "train_loss": h["train_loss"], **{
+                                    f"heldout_{k}": v for k, v in h["heldout"].items()}}
+                               for h in curve]}
 
 
 def kept_records(path: Path, study: Study) -> list[dict]:
@@ -152,6 +179,7 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
           # Runs trained before train_wordpiece was deterministic may differ at the cut.
           "vocab_sha256": file_hash(workdir / "tokenizer" / "vocab.txt"),
           "wall_time_s": results["wall_time_s"], "device": results["device"],
+          **_pretraining_record(workdir, results),
           "host_cpus": results.get("host_cpus"),  # absent from runs made before it was
           "workdir": workdir.name}
       print(f"{name}: {variant_name}, seed {seed}: validation accuracy "

@@ -23,6 +23,9 @@ NEGATIVES_PER_POSITIVE = 1194 / 2474  # MRPC train: 1194 non-paraphrases, 2474 p
 # The usual BERT fine-tuning recipe, the start of the fine-tuning studies
 # whatever the `finetune` preset holds (on top: its batch 32, 10% warmup, 128 tokens).
 USUAL_RECIPE = {"learning_rate": 5e-5, "epochs": 3}
+# Masked-LM pretraining before fine-tuning (flax_mrpc.pretrain), at the lr of its first trial.
+PRETRAIN_10 = {"pretrain_epochs": 10, "pretrain_learning_rate": 2e-3}
+PRETRAIN_20 = {"pretrain_epochs": 20, "pretrain_learning_rate": 2e-3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +122,22 @@ STUDIES: dict[str, Study] = {
              "10% seed-0 run shared the CPU with a model_size run. The 25% and 50% runs ran alone, "
              "after the last layer began to run on the [CLS] row alone (the same values, less "
              "work); so did the lr 1e-4 runs, made last."),
+    "pretraining": Study(
+        question="Does masked-language-model pretraining on MRPC's own train sentences help "
+                 "the from-scratch model, by how much per pretraining step, and how does it "
+                 "compare with and add to the exact-match feature?",
+        variants={
+            "exact-match feature alone (default)": _default(),
+            "pretraining alone, 20 epochs": _default(match_embedding=False, **PRETRAIN_20),
+            "both, 10 pretraining epochs": _default(**PRETRAIN_10),
+            "both, 20 pretraining epochs": _default(**PRETRAIN_20),
+            "both, 20 epochs, fine-tuning lr 1e-4": _default(learning_rate=1e-4, **PRETRAIN_20),
+        },
+        note="Pretraining: BERT's masking (15%, 80/10/10) on pairs of consecutive train "
+             "sentences (each MRPC pair), packed into rows of 64 tokens, peak lr 2e-3, the "
+             "model's dropout 0.3; its held-out curve is MRPC's validation pairs. Variants with "
+             "the same pretraining share it (run_study.py), so the wall times are fine-tuning "
+             "alone; each record's pretrain_wall_time_s is its pretraining's."),
     "finetune_recipe": Study(
         question="Which fine-tuning recipe for all-MiniLM-L6-v2 (learning rate and epochs; "
                  "batch 32, 10% warmup, 128 tokens), chosen on validation?",

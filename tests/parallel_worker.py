@@ -13,8 +13,9 @@ from flax import nnx  # noqa: E402
 
 from flax_mrpc import batching, packing, steps, tokenization  # noqa: E402
 from flax_mrpc.config import ModelConfig, TrainConfig  # noqa: E402
+from flax_mrpc.epochs import MaskedEpochs  # noqa: E402
 from flax_mrpc.inference import predict_probabilities  # noqa: E402
-from flax_mrpc.modules import PairClassifier  # noqa: E402
+from flax_mrpc.modules import MaskedLM, PairClassifier  # noqa: E402
 from flax_mrpc.optim import make_optimizer  # noqa: E402
 from flax_mrpc.parallel import DataParallel  # noqa: E402
 
@@ -69,6 +70,32 @@ def run(mode: str, dropout: float, pack: bool) -> dict[str, np.ndarray]:
           "probabilities": probabilities, "labels": data.labels, **{f"param {k}": v for k, v in leaves.items()}}
 
 
+def run_masked_lm(mode: str, dropout: float) -> dict[str, np.ndarray]:
+  """Masked-LM pretraining steps on the packed, masked batches of `split`."""
+  config = ModelConfig(vocab_size=60, max_length=16, d_model=16, num_heads=2, d_ff=32,
+                       dropout=dropout, attention_dropout=dropout)
+  graphdef, params = nnx.split(MaskedLM(config, rngs=nnx.Rngs(0)))
+  train = TrainConfig(learning_rate=1e-3, warmup_fraction=0.0, batch_size=BATCH_SIZE,
+                      epochs=EPOCHS, pack=True)
+  tx = make_optimizer(train, 100)
+  runner = DataParallel(mode, graphdef, tx, loss=steps.MaskedLMLoss(), partitionable_bits=True,
+                        evaluate=steps.masked_lm_eval_step)
+  epochs = MaskedEpochs(split().features(), train, runner.num_devices, special_ids=[0],
+                        mask_id=4, vocab_size=60, mask_rate=0.15)
+  state = runner.put_state(steps.TrainState.create(params, tx))
+  losses, counts = [], []
+  for epoch in range(1, EPOCHS + 1):
+    for batch in epochs.batches(epoch):
+      state, metrics = runner.train_step(state, batch, jax.random.key(1))
+      losses.append(float(metrics["loss_sum"]))
+      counts.append(float(metrics["count"]))
+  host = runner.host_state(state)
+  leaves = {jax.tree_util.keystr(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(host.params)}
+  return {"losses": np.array(losses), "counts": np.array(counts), "step": int(host.step),
+          **{f"param {k}": v for k, v in leaves.items()}}
+
+
 if __name__ == "__main__":
   assert jax.device_count() == 4
   results = {}
@@ -79,4 +106,7 @@ if __name__ == "__main__":
   for mode, dropout, pack in runs:
     for key, value in run(mode, dropout, pack).items():
       results[f"{mode}{'+dropout' if dropout else ''}{'+packed' if pack else ''}/{key}"] = value
+  for mode, dropout in (("none", 0.0), ("pmap", 0.0), ("none", 0.1), ("sharding", 0.1)):
+    for key, value in run_masked_lm(mode, dropout).items():
+      results[f"{mode}{'+dropout' if dropout else ''}+masked_lm/{key}"] = value
   np.savez(sys.argv[1], **results)

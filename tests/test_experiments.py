@@ -25,7 +25,8 @@ def test_every_study_variant_is_a_valid_config():
         continue
       config = run_study.variant_config(variant, seed=0, tiny=False)
       for field, value in variant.changes.items():
-        part = config.train if hasattr(config.train, field) else config.model
+        part = next(p for p in (config.train, config.model, config.pretrain)
+                    if hasattr(p, field))
         assert getattr(part, field) == value
 
 
@@ -56,7 +57,8 @@ def test_each_study_tiny_then_the_report(mrpc_dir, tmp_path):
   text = (tmp_path / "RESULTS.md").read_text()
   assert all(f"## {name}" in text for name in names) and "## Data" in text
   figures = sorted((tmp_path / "figures").glob("*.png"))
-  assert len(figures) == 2 + len(names) + 3  # data, learning curves, length/size/fractions
+  # data, learning curves, length/size/fractions/pretraining steps
+  assert len(figures) == 2 + len(names) + 4
   for figure in figures:
     assert f"(figures/{figure.name})" in text
     assert figure.read_bytes()[:4] == b"\x89PNG"

@@ -52,3 +52,19 @@ def test_parameters_and_metrics_equal_one_device(runs, one_device, many_devices)
 
 def test_the_dropout_runs_had_dropout(runs):
   assert not np.allclose(runs["none+dropout"]["losses"], runs["none"]["losses"])
+
+
+@pytest.mark.parametrize("one_device, many_devices", [
+    ("none+masked_lm", "pmap+masked_lm"), ("none+dropout+masked_lm", "sharding+dropout+masked_lm")])
+def test_pretraining_steps_equal_one_device(runs, one_device, many_devices):
+  one, many = runs[one_device], runs[many_devices]
+  assert int(many["step"]) == int(one["step"]) == len(one["losses"])
+  np.testing.assert_array_equal(many["counts"], one["counts"])
+  assert one["counts"].min() > 0  # masked tokens in every batch
+  np.testing.assert_allclose(many["losses"], one["losses"], rtol=1e-5)
+  params = [k for k in one if k.startswith("param ")]
+  assert any("output_bias" in k for k in params)
+  for key in params:
+    np.testing.assert_allclose(many[key], one[key], atol=1e-5, err_msg=key)
+  assert one["losses"][-3:].sum() / one["counts"][-3:].sum() < (
+      one["losses"][:3].sum() / one["counts"][:3].sum())  # it trained
