@@ -132,6 +132,8 @@ STUDIES: dict[str, Study] = {
             "both, 10 pretraining epochs": _default(**PRETRAIN_10),
             "both, 20 pretraining epochs": _default(**PRETRAIN_20),
             "both, 20 epochs, fine-tuning lr 1e-4": _default(learning_rate=1e-4, **PRETRAIN_20),
+            "both, 20 epochs, match embedding pretrained too": _default(pretrain_match=True,
+                                                                        **PRETRAIN_20),
         },
         note="Pretraining: BERT's masking (15%, 80/10/10) on pairs of consecutive train "
              "sentences (each MRPC pair), packed into rows of 64 tokens, peak lr 2e-3, the "

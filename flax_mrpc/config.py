@@ -161,6 +161,10 @@ class PretrainConfig:
   # A UTF-8 text file, one sentence or document per line; None = the
   # sentences of MRPC's train split (never validation or test).
   corpus: str | None = None
+  # Pretrain the match embedding too (with model.match_embedding): each
+  # token's match id is that of the unmasked pair, so the model learns to
+  # find a masked word in the other sentence.
+  pretrain_match: bool = False
 
   def __post_init__(self):
     if self.pretrain_epochs < 0 or self.pretrain_batch_size < 1:
@@ -230,7 +234,7 @@ class Config:
 
 def pretraining_config(config: Config) -> Config:
   """The configuration of `config`'s pretraining run: its model without the
-  match embedding (a fine-tuning feature), its pretrain fields, and train
+  match embedding (a fine-tuning feature) unless `pretrain_match`, its pretrain fields, and train
   fields made of them (packed, always all epochs) and of the optimizer
   settings they share. Fields that only fine-tuning reads stay at their
   defaults, so changing them keeps a cached pretraining valid."""
@@ -239,7 +243,9 @@ def pretraining_config(config: Config) -> Config:
                       learning_rate=pc.pretrain_learning_rate, weight_decay=tc.weight_decay,
                       schedule=tc.schedule, warmup_fraction=tc.warmup_fraction,
                       clip_norm=tc.clip_norm, pack=True, lowercase=tc.lowercase, seed=tc.seed)
-  return Config(model=dataclasses.replace(config.model, match_embedding=False), train=train,
+  match = config.model.match_embedding and pc.pretrain_match
+  pc = dataclasses.replace(pc, pretrain_match=match)
+  return Config(model=dataclasses.replace(config.model, match_embedding=match), train=train,
                 pretrain=pc)
 
 

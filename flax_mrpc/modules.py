@@ -446,16 +446,17 @@ class MaskedLM(nnx.Module):
       token_type_ids: jax.Array,
       attention_mask: jax.Array,
       mlm_positions: jax.Array,
+      match_ids: jax.Array | None = None,
       *,
       positions: jax.Array | None = None,
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
     """[batch, seq] inputs (segment ids in `attention_mask`, see the module
-    docstring) and [batch, P] `mlm_positions` -> [batch, P, vocab] float32
-    logits of the tokens at those positions. The last layer runs only on
-    those P rows."""
-    hidden = self.encoder(input_ids, token_type_ids, attention_mask, positions=positions,
-                          query_positions=mlm_positions, rngs=rngs)
+    docstring; match ids when the model has a match embedding) and [batch, P]
+    `mlm_positions` -> [batch, P, vocab] float32 logits of the tokens at
+    those positions. The last layer runs only on those P rows."""
+    hidden = self.encoder(input_ids, token_type_ids, attention_mask, match_ids,
+                          positions=positions, query_positions=mlm_positions, rngs=rngs)
     hidden = self.transform_norm(_ACTIVATIONS[self.activation](self.transform(hidden)))
     embedding = self.encoder.embeddings.word_embeddings.embedding.get_value()
     logits = hidden @ embedding.astype(hidden.dtype).T

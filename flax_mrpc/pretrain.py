@@ -210,7 +210,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       prog="python -m flax_mrpc.pretrain",
       usage="%(prog)s --workdir DIR [--corpus FILE] [options]",
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Pretrain the encoder with masked-language modelling (BERT's 15%% masking, "
+      description="Pretrain the encoder with masked-language modelling (BERT's 15% masking, "
                   "80/10/10)\non a text corpus, one sentence or document per line (default: "
                   "MRPC's train sentences).\nRerun the same command to resume a stopped run.",
       epilog="then: python -m flax_mrpc.train --pretrained DIR --workdir DIR2\n"
@@ -223,7 +223,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                            "make the pairs (default: MRPC's train sentences)")
   common.add_argument("--preset", default="default", metavar="NAME",
                       help="the model and optimizer settings (default: %(default)s)")
-  common.add_argument("--epochs", type=int, metavar="N", help="passes over the corpus")
+  common.add_argument("--epochs", type=int, metavar="N", help="passes over the corpus (default: the preset's pretrain_epochs, else "
+                           f"{DEFAULT_EPOCHS})")
   common.add_argument("--batch-size", type=int, metavar="N", help="pairs of lines per step")
   common.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate")
   common.add_argument("--seed", type=int, metavar="N", help="random seed")

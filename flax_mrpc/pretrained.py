@@ -156,8 +156,8 @@ def configure(config: Config, **model_overrides) -> Config:
   folder or hub id, resolved to a folder) and its tokenizer from there;
   `model_overrides` (e.g. dropout) are applied on top. From a pretraining
   workdir of this project (`flax_mrpc.pretrained_workdir`) come all model
-  fields but the match embedding, which pretraining does not have: that one
-  stays `config`'s."""
+  fields but the match embedding, a fine-tuning feature that pretraining
+  has only with `pretrain_match`: that one stays `config`'s."""
   checkpoint = resolve(config.train.pretrained)
   if pretrained_workdir.is_pretrain_workdir(checkpoint):
     saved = pretrained_workdir.saved_config(checkpoint)

@@ -5,7 +5,8 @@ The workdir's `results.json` says `"task": "masked_lm"`; its latest
 checkpoint holds the `MaskedLM` after the last epoch, its `tokenizer/` the
 vocabulary learned on the corpus. The encoder's weights move by path into a
 `PairClassifier` (both modules name it `encoder`); what pretraining has not
-got (the match embedding, a pooler, the logit) keeps its fresh weights.
+got (a pooler, the logit, and the match embedding unless `pretrain_match`)
+keeps its fresh weights.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def masked_lm_sums(model: nnx.Module, batch: Batch,
   """Sums over the predicted tokens of a masked batch (`flax_mrpc.masking`):
   cross-entropy `loss_sum`, `correct` top-1 predictions and `count`."""
   logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                 batch["mlm_positions"], positions=batch.get("positions"), rngs=rngs)
+                 batch["mlm_positions"], batch.get("match_ids"), positions=batch.get("positions"),
+                 rngs=rngs)
   weights = batch["mlm_weights"]
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mlm_targets"])
   correct = (jnp.argmax(logits, axis=-1) == batch["mlm_targets"]) * weights

@@ -222,3 +222,15 @@ def test_predict_on_a_pretraining_workdir_says_to_fine_tune_first(pretrained_dir
 
   with pytest.raises(ValueError, match="flax_mrpc.train --pretrained"):
     load_trained(pretrained_dir)
+
+
+def test_the_match_embedding_is_pretrained_only_when_asked():
+  from flax_mrpc.config import pretraining_config
+
+  config = get_preset("default").replace(pretrain_epochs=2, learning_rate=1e-3)
+  assert not pretraining_config(config).model.match_embedding
+  assert pretraining_config(config.replace(pretrain_match=True)).model.match_embedding
+  assert not pretraining_config(config.replace(pretrain_match=True, match_embedding=False)
+                                ).model.match_embedding
+  # Fine-tuning fields do not enter the pretraining, so its cache stays valid.
+  assert pretraining_config(config) == pretraining_config(config.replace(learning_rate=5e-4))
