@@ -17,8 +17,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from flax_mrpc import data, data_sources, tokenization
 from flax_mrpc.config import get_preset
+from flax_mrpc.data import sources, tokenization
+from flax_mrpc.data.examples import DataError
 
 MAX_LENGTHS = (32, 64, 128)
 
@@ -28,7 +29,7 @@ def histogram(values: list[int]) -> dict[str, int]:
 
 
 def data_stats(data_dir: str | None) -> dict:
-  splits = data_sources.load("local", data_dir)
+  splits = sources.load("local", data_dir)
   vocab_size = get_preset("default").model.vocab_size
   with tempfile.TemporaryDirectory() as scratch:
     sentences = [s for e in splits["train"] for s in (e.sentence1, e.sentence2)]
@@ -55,7 +56,7 @@ def main() -> None:
   args = parser.parse_args()
   try:
     stats = data_stats(args.data_dir)
-  except data.DataError as e:
+  except DataError as e:
     raise SystemExit(f"error: {e}") from None
   args.out.mkdir(parents=True, exist_ok=True)
   (args.out / "data.json").write_text(json.dumps(stats, indent=1) + "\n")

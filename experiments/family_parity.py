@@ -20,18 +20,20 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import data, pretrained, tokenization
+from flax_mrpc.data import sources, tokenization
+from flax_mrpc.data.examples import Example
+from flax_mrpc.hf import load
 from flax_mrpc.modules import PairClassifier
 
 
-def differences(folder: Path, pairs: list[data.Example], max_length: int) -> tuple[float, float | None]:
+def differences(folder: Path, pairs: list[Example], max_length: int) -> tuple[float, float | None]:
   """(max |hidden state difference|, max |probability difference| or None)."""
   import torch
   import transformers
 
-  config = pretrained.model_config(folder, max_length)
+  config = load.model_config(folder, max_length)
   model = PairClassifier(config, rngs=nnx.Rngs(0))
-  has_head = pretrained.load_into(model, config, folder)
+  has_head = load.load_into(model, config, folder)
   tokenizer = tokenization.load_tokenizer(str(folder))
   batch = tokenizer([e.sentence1 for e in pairs], [e.sentence2 for e in pairs],
                     truncation="longest_first", max_length=max_length, padding=True,
@@ -59,7 +61,7 @@ def main() -> None:
   parser.add_argument("--pairs", type=int, default=32)
   parser.add_argument("--max-length", type=int, default=64)
   args = parser.parse_args()
-  pairs = data.load_splits(data.find_data_dir(args.data_dir))["test"][:args.pairs]
+  pairs = sources.load("local", args.data_dir)["test"][:args.pairs]
   print(f"{'checkpoint':40} {'model_type':12} {'hidden':>9} {'probability':>11}")
   for folder in args.checkpoints:
     hidden, probability = differences(folder, pairs, args.max_length)

@@ -26,7 +26,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from flax_mrpc.train import mrpc_score  # noqa: E402
+from flax_mrpc.training.metrics import mrpc_score  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from studies import STUDIES, USUAL_RECIPE  # noqa: E402

@@ -30,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from flax_mrpc import data, data_sources, pretrain
+from flax_mrpc.training import pretraining
 from flax_mrpc.config import Config, get_preset, pretraining_config
-from flax_mrpc.pretrained import configure
+from flax_mrpc.data import sources
+from flax_mrpc.data.examples import DataError, Example
+from flax_mrpc.hf.load import configure
 from flax_mrpc.train import train_and_evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,7 +61,7 @@ def file_hash(path: Path) -> str | None:
   return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else None
 
 
-def accuracy_by_length(workdir: Path, test: list[data.Example]) -> dict[str, dict[str, float]]:
+def accuracy_by_length(workdir: Path, test: list[Example]) -> dict[str, dict[str, float]]:
   """Test accuracy of the run's `test_predictions.tsv` per bucket of words in
   the pair, with the bucket's share of paraphrases (the always-"paraphrase"
   accuracy)."""
@@ -93,11 +95,11 @@ def run_one(config: Config, workdir: Path, data_dir: str | None) -> dict[str, An
   if not config.pretrain.pretrain_epochs:
     return train_and_evaluate(config, workdir, data_dir, progress=False)
   shared = workdir.parent / "pretrain" / config_hash(pretraining_config(config))
-  if (shared / "results.json").exists() and not (workdir / pretrain.CACHE).exists():
-    shutil.copytree(shared, workdir / pretrain.CACHE, ignore=shutil.ignore_patterns("*.lock"))
+  if (shared / "results.json").exists() and not (workdir / pretraining.CACHE).exists():
+    shutil.copytree(shared, workdir / pretraining.CACHE, ignore=shutil.ignore_patterns("*.lock"))
   results = train_and_evaluate(config, workdir, data_dir, progress=False)
   if not (shared / "results.json").exists():
-    shutil.copytree(workdir / pretrain.CACHE, shared, ignore=shutil.ignore_patterns("*.lock"))
+    shutil.copytree(workdir / pretraining.CACHE, shared, ignore=shutil.ignore_patterns("*.lock"))
   return results
 
 
@@ -106,7 +108,7 @@ def _pretraining_record(workdir: Path, results: dict[str, Any]) -> dict[str, Any
   masked-token curve (one point per pretraining epoch); {} without one."""
   if not results.get("pretrain_wall_time_s"):
     return {}
-  folder = workdir / pretrain.CACHE
+  folder = workdir / pretraining.CACHE
   done = json.loads((folder / "results.json").read_text())
   curve = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
   return {"pretrain_wall_time_s": results["pretrain_wall_time_s"], "pretrain_steps": done["steps"],
@@ -139,7 +141,7 @@ def run_study(name: str, seeds: list[int], out: Path, workdirs: Path, data_dir: 
   variants = {k: v for k, v in study.variants.items() if only is None or only in k}
   variants = dict(list(variants.items())[:1]) if tiny and not collect else variants
   seeds = seeds[:1] if tiny else seeds
-  test = data_sources.load("local", data_dir)["test"]
+  test = sources.load("local", data_dir)["test"]
   path = out / f"{name}.json"
   out.mkdir(parents=True, exist_ok=True)
   records = {(r["variant"], r["seed"]): r for r in kept_records(path, study)}
@@ -212,7 +214,7 @@ def main() -> None:
   try:
     print(run_study(args.study, args.seeds, out, args.workdirs, args.data_dir, args.tiny,
                     args.only, args.collect))
-  except (data.DataError, ValueError) as e:
+  except (DataError, ValueError) as e:
     sys.exit(f"error: {e}")
 
 

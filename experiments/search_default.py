@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from run_study import TINY
+
 from flax_mrpc.config import get_preset
 from flax_mrpc.train import train_and_evaluate
-from run_study import TINY
 
 # Round 1 started from the recipe below (match embedding, dropout 0.1, 10
 # epochs, no early stop); its winner, dropout 0.3, became the `default` preset

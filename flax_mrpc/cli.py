@@ -1,25 +1,32 @@
 """What the command-line tools share: a quiet start, one-line errors,
-`--set NAME=VALUE` and the flags of several devices and hosts.
+`--set NAME=VALUE`, and the run shell of `train` and `pretrain` (their
+common flags, the flags of checkpoints and of several devices and hosts,
+and `run_command`, their `main`).
 
 Import this module before anything that imports transformers: it sets
 `TRANSFORMERS_NO_ADVISORY_WARNINGS`, so transformers does not announce at
 import that PyTorch is missing (these tools never use it). An explicit value
-in the environment is kept.
+in the environment is kept. It also keeps absl's log lines (orbax writes
+its progress there) off standard error: the commands print their own.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import types
 import typing
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+logging.getLogger("absl").setLevel(logging.CRITICAL)
 
-from flax_mrpc import parallel  # noqa: E402
-from flax_mrpc.config import ModelConfig, PretrainConfig, TrainConfig  # noqa: E402
+from flax_mrpc.config import PRESETS, Config, ModelConfig, PretrainConfig, TrainConfig  # noqa: E402
+from flax_mrpc.data import sources  # noqa: E402
+from flax_mrpc.training import parallel  # noqa: E402
+from flax_mrpc.training.loop import EXIT_PREEMPTED, Preempted  # noqa: E402
 
 EXIT_USAGE = 2  # a bad flag or input file, as argparse exits
 
@@ -72,6 +79,35 @@ def parse_set(assignments: Sequence[str]) -> dict[str, Any]:
   return changes
 
 
+def add_config_arguments(parser: argparse.ArgumentParser,
+                         helps: dict[str, str]) -> argparse._ArgumentGroup:
+  """Declares the flags `train` and `pretrain` share in a "common options"
+  group, which it returns for the command's own. `helps` holds each
+  command's words for --workdir, --preset, --epochs and --batch-size (by
+  their dest names)."""
+  common = parser.add_argument_group("common options")
+  common.add_argument("--workdir", required=True, metavar="DIR", help=helps["workdir"])
+  common.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME", help=helps["preset"])
+  common.add_argument("--epochs", type=int, metavar="N", help=helps["epochs"])
+  common.add_argument("--batch-size", type=int, metavar="N", help=helps["batch_size"])
+  common.add_argument("--learning-rate", type=float, metavar="LR", help="peak learning rate")
+  common.add_argument("--seed", type=int, metavar="N", help="random seed (init, dropout, shuffling)")
+  common.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                      help="change any field of flax_mrpc/config.py, e.g. --set d_model=256 "
+                           "(repeatable)")
+  common.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="folder with the MRPC files, for offline use (default: "
+                           "$FLAX_MRPC_DATA_DIR, else download into the user cache)")
+  common.add_argument("--data-source", default="local", choices=sources.SOURCES,
+                      help="reader of the MRPC files: this project's (local), "
+                           "tensorflow-datasets (tfds) or Hugging Face datasets (hf) "
+                           "(default: %(default)s)")
+  common.add_argument("--overwrite", action="store_true",
+                      help="start afresh: remove the outputs and checkpoints in --workdir "
+                           "(by default an unfinished run there is resumed)")
+  return common
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
   """The flags of a resumable run's checkpoints and progress, and of several
   devices and hosts."""
@@ -108,3 +144,30 @@ def start_run(args: argparse.Namespace) -> None:
     raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
   if args.multi_host:
     parallel.initialize_processes(*manual)
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+  """The keyword arguments that `train.train_and_evaluate` and
+  `pretraining.pretrain` take from the shared flags."""
+  return {"data_dir": args.data_dir, "overwrite": args.overwrite,
+          "progress": not args.no_progress, "checkpoint_every_steps": args.checkpoint_every_steps,
+          "keep_checkpoints": args.keep_checkpoints, "data_source": args.data_source,
+          "parallel_mode": args.parallel}
+
+
+def run_command(args: argparse.Namespace, config_from_args: Callable[[argparse.Namespace], Config],
+                run: Callable[..., Any]) -> int:
+  """The `main` of `train` and `pretrain`: builds the config, checks the run
+  flags, then `run(config, workdir, **run_options(args))`. Returns the exit
+  status: 0, EXIT_PREEMPTED after a signal (a checkpoint was saved), or
+  EXIT_USAGE with one `error:` line per problem."""
+  try:
+    config = config_from_args(args)
+    start_run(args)
+    run(config, args.workdir, **run_options(args))
+  except Preempted as e:
+    print(str(e), file=sys.stderr)
+    return EXIT_PREEMPTED
+  except (ValueError, FileExistsError) as e:
+    return report(e)
+  return 0

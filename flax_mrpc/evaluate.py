@@ -11,9 +11,9 @@ import sys
 from typing import Sequence
 
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
-from flax_mrpc import data
+from flax_mrpc.data import sources
 from flax_mrpc.inference import load_trained
-from flax_mrpc.metrics import classification_metrics
+from flax_mrpc.training.metrics import classification_metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,9 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     trained = load_trained(args.workdir)
-    examples = data.load_splits(data.find_data_dir(args.data_dir))[args.split]
-    if any(e.label == data.UNLABELLED for e in examples):
-      raise data.DataError(f"the {args.split} split has no labels; use flax_mrpc.predict.")
+    examples = sources.load("local", args.data_dir)[args.split]
+    if any(e.label == examples.UNLABELLED for e in examples):
+      raise examples.DataError(f"the {args.split} split has no labels; use flax_mrpc.predict.")
     probabilities = trained.probabilities(examples)
   except ValueError as e:
     return cli.report(e)

@@ -11,7 +11,7 @@ as `rngs=`; without it the modules are deterministic (evaluation).
 Shapes: `batch` rows of `seq` tokens, `hidden` = `config.d_model`.
 
 A row holds one pair, or several pairs packed one after another
-(`flax_mrpc.packing`). `attention_mask` is then a row of segment ids: 0 on
+(`flax_mrpc.data.packing`). `attention_mask` is then a row of segment ids: 0 on
 padding, k on the k-th pair's tokens; a token attends only to tokens of its
 own segment, so a 0/1 mask is the one-pair case. `positions` restart at each
 pair, and `first_positions` [batch, K] say where the row's pairs start.
@@ -430,7 +430,7 @@ class MaskedLM(nnx.Module):
   decoder is tied to `encoder.embeddings.word_embeddings`) plus a bias.
 
   Its `encoder` is the `PairClassifier`'s, so pretrained weights move
-  across by path (`flax_mrpc.pretrained.load_into`).
+  across by path (`flax_mrpc.hf.load.load_into`).
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):

@@ -27,7 +27,8 @@ from typing import Iterable, Iterator, Sequence
 from tqdm import tqdm
 
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
-from flax_mrpc import data, tsv
+from flax_mrpc.data import sources, tsv
+from flax_mrpc.data.examples import UNLABELLED, DataError, Example
 from flax_mrpc.inference import load_checkpoint, load_trained
 
 HEADER = ["sentence1", "sentence2"]
@@ -44,21 +45,21 @@ def check_pairs_file(path: Path) -> int:
   """Reads all of `path` once and returns its number of pairs; raises one
   DataError listing every bad line."""
   if not path.is_file():
-    raise data.DataError(f"{path}: file not found. Pass --input a TSV of "
+    raise DataError(f"{path}: file not found. Pass --input a TSV of "
                          "sentence1<TAB>sentence2 lines.")
   problems: list[str] = []
   count = sum(1 for _ in _pair_rows(path, problems))
   if problems:
-    raise data.DataError(*tsv.capped(problems))
+    raise DataError(*tsv.capped(problems))
   if not count:
-    raise data.DataError(f"{path}: no pairs. Write one sentence1<TAB>sentence2 pair per line.")
+    raise DataError(f"{path}: no pairs. Write one sentence1<TAB>sentence2 pair per line.")
   return count
 
 
-def read_pairs(path: Path) -> Iterator[data.Example]:
+def read_pairs(path: Path) -> Iterator[Example]:
   """The examples (label UNLABELLED) of a file `check_pairs_file` passed, streamed."""
   for idx, (sentence1, sentence2) in enumerate(_pair_rows(path, [])):
-    yield data.Example(sentence1, sentence2, data.UNLABELLED, idx)
+    yield Example(sentence1, sentence2, UNLABELLED, idx)
 
 
 def check_pair_argument(sentence1: str, sentence2: str) -> None:
@@ -67,10 +68,10 @@ def check_pair_argument(sentence1: str, sentence2: str) -> None:
               for i, text in enumerate((sentence1, sentence2), start=1)
               if (p := tsv.sentence_problem(text))]
   if problems:
-    raise data.DataError(*problems)
+    raise DataError(*problems)
 
 
-def _batched(examples: Iterable[data.Example], size: int) -> Iterator[list[data.Example]]:
+def _batched(examples: Iterable[Example], size: int) -> Iterator[list[Example]]:
   iterator = iter(examples)
   while batch := list(itertools.islice(iterator, size)):
     yield batch
@@ -97,14 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     if args.glue_submission:
-      examples = data.load_splits(data.find_data_dir(args.data_dir))["test"]
+      examples = sources.load("local", args.data_dir)["test"]
       total = len(examples)
     elif args.input:
       total = check_pairs_file(args.input)
       examples = read_pairs(args.input)
     else:
       check_pair_argument(*args.pair)
-      examples, total = [data.Example(*args.pair, data.UNLABELLED, 0)], 1
+      examples, total = [Example(*args.pair, UNLABELLED, 0)], 1
     if args.glue_submission and args.pretrained and not args.output:
       raise ValueError("--glue-submission with --pretrained needs --output FILE.")
     trained = load_trained(args.workdir) if args.workdir else load_checkpoint(args.pretrained)

@@ -28,9 +28,9 @@ def mrpc_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def splits(mrpc_dir):
-  from flax_mrpc import data
+  from flax_mrpc.data import mrpc
 
-  return data.load_splits(mrpc_dir)
+  return mrpc.load_splits(mrpc_dir)
 
 
 @pytest.fixture

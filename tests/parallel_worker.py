@@ -11,13 +11,18 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from flax_mrpc import batching, packing, steps, tokenization  # noqa: E402
 from flax_mrpc.config import ModelConfig, TrainConfig  # noqa: E402
-from flax_mrpc.epochs import MaskedEpochs  # noqa: E402
-from flax_mrpc.inference import predict_probabilities  # noqa: E402
+from flax_mrpc.data import (
+  batching,  # noqa: E402
+  packing,
+  tokenization,
+)
+from flax_mrpc.data.epochs import MaskedEpochs  # noqa: E402
+from flax_mrpc.training.scoring import predict_probabilities  # noqa: E402
 from flax_mrpc.modules import MaskedLM, PairClassifier  # noqa: E402
-from flax_mrpc.optim import make_optimizer  # noqa: E402
-from flax_mrpc.parallel import DataParallel  # noqa: E402
+from flax_mrpc.training import steps
+from flax_mrpc.training.optimizer import make_optimizer  # noqa: E402
+from flax_mrpc.training.parallel import DataParallel  # noqa: E402
 
 NUM_EXAMPLES, BATCH_SIZE, EPOCHS = 37, 10, 3  # neither divides the next
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flax_mrpc import data
+from flax_mrpc.data import mrpc
+
+pytestmark = pytest.mark.slow  # subprocess end-to-end runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,24 +62,24 @@ def test_pair_arguments_are_checked(tmp_path):
 
 
 def test_mrpc_files_get_a_line_per_problem(mrpc_dir, tmp_path):
-  for name in (data.TRAIN_FILE, data.TEST_FILE, data.DEV_IDS_FILE):
+  for name in (mrpc.TRAIN_FILE, mrpc.TEST_FILE, mrpc.DEV_IDS_FILE):
     shutil.copy(mrpc_dir / name, tmp_path / name)
-  _edit_lines(tmp_path / data.TRAIN_FILE, {
+  _edit_lines(tmp_path / mrpc.TRAIN_FILE, {
       3: b"1\t1\t2\t\tan empty first sentence", 4: b"1\t1\t2\ta NUL \x00\tb",
       5: b"0\t1\t2\tLatin-1 caf\xe9\tb", 6: b"1\t1\t2\tfour fields"})
   lines = _refused(_cli("train", "--preset", "tiny", "--workdir", str(tmp_path / "run"),
                         "--data-dir", str(tmp_path)))
-  train_file = tmp_path / data.TRAIN_FILE
+  train_file = tmp_path / mrpc.TRAIN_FILE
   assert [line.removeprefix(f"error: {train_file}:").split(":")[0] for line in lines] == [
       "3", "4", "5", "6"]
   assert "U+0000" in lines[1] and "0xe9" in lines[2] and "found 4" in lines[3]
 
 
 def test_a_glue_tsv_gets_a_line_per_problem(tmp_path):
-  header = "\t".join(data.HEADER).encode()
+  header = "\t".join(mrpc.HEADER).encode()
   (tmp_path / "train.tsv").write_bytes(header + b"\n1\t1\t2\ta\t \n0\t1\t2\tb\tc\n")
   (tmp_path / "dev.tsv").write_bytes(header + b"\n1\t1\t2\ta\tb\n")
-  (tmp_path / "test.tsv").write_bytes("\t".join(data.GLUE_TEST_HEADER).encode() + b"\n")
+  (tmp_path / "test.tsv").write_bytes("\t".join(mrpc.GLUE_TEST_HEADER).encode() + b"\n")
   lines = _refused(_cli("train", "--preset", "tiny", "--workdir", str(tmp_path / "run"),
                         "--data-dir", str(tmp_path)))
   assert lines == [f"error: {tmp_path / 'train.tsv'}:2: field 5: the sentence is only "

@@ -15,12 +15,13 @@ import pytest
 from flax import nnx
 
 from flax_mrpc import evaluate, predict, train
-from flax_mrpc.checkpoint import Checkpointer, CheckpointError
 from flax_mrpc.config import get_preset
+from flax_mrpc.data import mrpc
 from flax_mrpc.inference import load_trained
 from flax_mrpc.modules import PairClassifier
-from flax_mrpc.optim import make_optimizer
-from flax_mrpc.steps import TrainState
+from flax_mrpc.training.checkpoint import Checkpointer, CheckpointError
+from flax_mrpc.training.optimizer import make_optimizer
+from flax_mrpc.training.steps import TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--preset", "tiny", "--epochs", "2", "--set", "train_fraction=0.5", "--no-progress",
@@ -85,6 +86,7 @@ def _assert_same_run(workdir, reference):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(reference, mrpc_dir, tmp_path):
   proc = _start(tmp_path, mrpc_dir)
   _wait_for_checkpoints(proc, tmp_path, 2)
@@ -112,6 +114,7 @@ def packed_reference(mrpc_dir, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_a_killed_packed_run_resumes_exactly(packed_reference, mrpc_dir, tmp_path):
   proc = _start(tmp_path, mrpc_dir, args=PACKED_RUN)
   _wait_for_checkpoints(proc, tmp_path, 2)
@@ -124,6 +127,7 @@ def test_a_killed_packed_run_resumes_exactly(packed_reference, mrpc_dir, tmp_pat
   _assert_same_run(tmp_path, packed_reference)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tmp_path):
   proc = _start(tmp_path, mrpc_dir)
   _wait_for_checkpoints(proc, tmp_path, 1)
@@ -141,6 +145,7 @@ def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tm
   _assert_same_run(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_workdir_is_refused_while_readers_may_read(mrpc_dir, tmp_path):
   first = _start(tmp_path, mrpc_dir, args=["--preset", "tiny", "--epochs", "40", "--no-progress"])
   _wait_for_checkpoints(first, tmp_path, 1)
@@ -160,6 +165,7 @@ def test_a_second_run_on_a_busy_workdir_is_refused_while_readers_may_read(mrpc_d
   assert len(_epochs(tmp_path)) == 40 and (tmp_path / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_best_epoch_is_chosen_on_validation_only(reference):
   epochs = _epochs(reference)
   scores = [(e["validation"]["accuracy"] + e["validation"]["f1"]) / 2 for e in epochs]
@@ -168,6 +174,7 @@ def test_best_epoch_is_chosen_on_validation_only(reference):
   assert results["validation"] == epochs[results["best_epoch"] - 1]["validation"]
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path, monkeypatch,
                                                 capsys):
   monkeypatch.setenv("FLAX_MRPC_DATA_DIR", str(mrpc_dir))
@@ -176,8 +183,7 @@ def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path, m
   results = json.loads((reference / "results.json").read_text())
   assert {k: metrics[k] for k in results["test"]} == results["test"]
 
-  from flax_mrpc import data
-  test = data.load_splits(mrpc_dir)["test"][:50]
+  test = mrpc.load_splits(mrpc_dir)["test"][:50]
   pairs = tmp_path / "pairs.tsv"
   pairs.write_text("sentence1\tsentence2\n" + "".join(
       f"{e.sentence1}\t{e.sentence2}\n" for e in test))

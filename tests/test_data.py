@@ -5,7 +5,8 @@ import urllib.error
 
 import pytest
 
-from flax_mrpc import data, download
+from flax_mrpc.data import download, mrpc
+from flax_mrpc.data.examples import UNLABELLED, DataError, Example
 
 
 def test_standard_split_sizes_and_labels(splits):
@@ -19,14 +20,14 @@ def test_standard_split_sizes_and_labels(splits):
 
 
 def test_validation_is_the_dev_id_rows(splits, mrpc_dir):
-  dev_ids = (mrpc_dir / data.DEV_IDS_FILE).read_text().split()
+  dev_ids = (mrpc_dir / mrpc.DEV_IDS_FILE).read_text().split()
   assert len(dev_ids) == 2 * 408
   train_sentences = {(e.sentence1, e.sentence2) for e in splits["train"]}
   assert not any((e.sentence1, e.sentence2) in train_sentences for e in splits["validation"])
 
 
 def _copy(mrpc_dir, tmp_path):
-  for name in (data.TRAIN_FILE, data.TEST_FILE, data.DEV_IDS_FILE):
+  for name in (mrpc.TRAIN_FILE, mrpc.TEST_FILE, mrpc.DEV_IDS_FILE):
     shutil.copy(mrpc_dir / name, tmp_path / name)
   return tmp_path
 
@@ -39,48 +40,48 @@ def _edit_line(path, line_number, new_line):
 
 def test_missing_file_names_the_file_and_the_fix(mrpc_dir, tmp_path):
   d = _copy(mrpc_dir, tmp_path)
-  (d / data.TEST_FILE).unlink()
-  with pytest.raises(data.DataError, match=r"msr_paraphrase_test\.txt: file not found.*--data-dir"):
-    data.load_splits(d)
+  (d / mrpc.TEST_FILE).unlink()
+  with pytest.raises(DataError, match=r"msr_paraphrase_test\.txt: file not found.*--data-dir"):
+    mrpc.load_splits(d)
 
 
 def test_missing_folder_is_refused(tmp_path):
-  with pytest.raises(data.DataError, match="not a folder"):
-    data.load_splits(tmp_path / "nowhere")
+  with pytest.raises(DataError, match="not a folder"):
+    mrpc.load_splits(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("file, line, content, message", [
-    (data.TRAIN_FILE, 1, "label\tid1\tid2\ts1\ts2",
+    (mrpc.TRAIN_FILE, 1, "label\tid1\tid2\ts1\ts2",
      r"msr_paraphrase_train\.txt:1: expected the header"),
-    (data.TEST_FILE, 7, "1\t123\t456\tonly one sentence",
+    (mrpc.TEST_FILE, 7, "1\t123\t456\tonly one sentence",
      r"msr_paraphrase_test\.txt:7: expected 5 .* found 4"),
-    (data.TRAIN_FILE, 3, "2\t1\t2\ta\tb", r"msr_paraphrase_train\.txt:3: label must be 0 or 1"),
-    (data.DEV_IDS_FILE, 5, "999999\t888888", r"mrpc_dev_ids\.tsv:5: dev id pair .* is absent"),
+    (mrpc.TRAIN_FILE, 3, "2\t1\t2\ta\tb", r"msr_paraphrase_train\.txt:3: label must be 0 or 1"),
+    (mrpc.DEV_IDS_FILE, 5, "999999\t888888", r"mrpc_dev_ids\.tsv:5: dev id pair .* is absent"),
 ], ids=["wrong header", "wrong number of fields", "label other than 0/1", "dev id absent"])
 def test_malformed_file_names_the_file_and_line(mrpc_dir, tmp_path, file, line, content, message):
   d = _copy(mrpc_dir, tmp_path)
   _edit_line(d / file, line, content)
-  with pytest.raises(data.DataError, match=message):
-    data.load_splits(d)
+  with pytest.raises(DataError, match=message):
+    mrpc.load_splits(d)
 
 
 def test_glue_style_folder_gives_the_same_examples(splits, mrpc_dir, tmp_path):
-  header = "\t".join(data.HEADER)
+  header = "\t".join(mrpc.HEADER)
   for name, split in (("train.tsv", "train"), ("dev.tsv", "validation")):
     rows = [f"{e.label}\t{i}\t{i + 1}\t{e.sentence1}\t{e.sentence2}"
             for i, e in enumerate(splits[split])]
     (tmp_path / name).write_text("\n".join([header, *rows]) + "\n")
-  shutil.copy(mrpc_dir / data.TEST_FILE, tmp_path / data.TEST_FILE)
-  assert data.load_splits(tmp_path) == splits
+  shutil.copy(mrpc_dir / mrpc.TEST_FILE, tmp_path / mrpc.TEST_FILE)
+  assert mrpc.load_splits(tmp_path) == splits
 
 
 def test_glue_unlabelled_test_file(splits, tmp_path):
-  header = "\t".join(data.HEADER)
+  header = "\t".join(mrpc.HEADER)
   for name in ("train.tsv", "dev.tsv"):
     (tmp_path / name).write_text(f"{header}\n1\t1\t2\ta\tb\n")
-  (tmp_path / "test.tsv").write_text("\t".join(data.GLUE_TEST_HEADER) + "\n0\t1\t2\tc\td\n")
-  test = data.load_splits(tmp_path)["test"]
-  assert test == [data.Example("c", "d", data.UNLABELLED, 0)]
+  (tmp_path / "test.tsv").write_text("\t".join(mrpc.GLUE_TEST_HEADER) + "\n0\t1\t2\tc\td\n")
+  test = mrpc.load_splits(tmp_path)["test"]
+  assert test == [Example("c", "d", UNLABELLED, 0)]
 
 
 class _FakeResponse(io.BytesIO):
@@ -113,7 +114,7 @@ def test_download_verifies_sums_and_reuses_the_cache(monkeypatch, tmp_path):
 def test_download_refuses_a_wrong_checksum(monkeypatch, tmp_path):
   monkeypatch.setattr(download.urllib.request, "urlopen",
                       lambda url, timeout: _FakeResponse(b"not mrpc"))
-  with pytest.raises(data.DataError, match="differs from the published"):
+  with pytest.raises(DataError, match="differs from the published"):
     download.ensure_downloaded(tmp_path)
   assert list(tmp_path.iterdir()) == []
 
@@ -125,5 +126,5 @@ def test_offline_download_fails_fast_naming_data_dir(monkeypatch, tmp_path):
   monkeypatch.setattr(download.urllib.request, "urlopen", offline)
   monkeypatch.delenv("FLAX_MRPC_DATA_DIR", raising=False)
   monkeypatch.setenv("FLAX_MRPC_CACHE", str(tmp_path))
-  with pytest.raises(data.DataError, match="--data-dir"):
-    data.find_data_dir(None)
+  with pytest.raises(DataError, match="--data-dir"):
+    download.find_data_dir(None)

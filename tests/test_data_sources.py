@@ -5,8 +5,10 @@ import sys
 
 import pytest
 
-from flax_mrpc import data, data_sources, train
+from flax_mrpc import train
 from flax_mrpc.config import get_preset
+from flax_mrpc.data import sources
+from flax_mrpc.data.examples import UNLABELLED, DataError
 
 _EXTRAS = {"tfds": "tensorflow_datasets", "hf": "datasets"}
 
@@ -15,7 +17,7 @@ _EXTRAS = {"tfds": "tensorflow_datasets", "hf": "datasets"}
 def source_splits(request, mrpc_dir, tmp_path_factory):
   pytest.importorskip(_EXTRAS[request.param], reason=f"pip install 'flax_mrpc[{request.param}]'")
   cache = tmp_path_factory.mktemp(request.param)
-  return request.param, data_sources.load(request.param, mrpc_dir, cache_dir=cache)
+  return request.param, sources.load(request.param, mrpc_dir, cache_dir=cache)
 
 
 def _pairs(examples, with_labels=True):
@@ -32,7 +34,7 @@ def test_same_examples_as_the_local_reader(source_splits, splits):
     assert loaded[name] == splits[name]  # same order and idx: both follow the original rows
   if source == "tfds":  # TFDS publishes no test labels
     assert _pairs(loaded["test"], False) == _pairs(splits["test"], False)
-    assert {e.label for e in loaded["test"]} == {data.UNLABELLED}
+    assert {e.label for e in loaded["test"]} == {UNLABELLED}
   else:
     assert loaded["test"] == splits["test"]
 
@@ -65,12 +67,12 @@ def test_a_short_run_gives_the_same_metrics_from_every_source(source_splits, sho
 @pytest.mark.parametrize("source", sorted(_EXTRAS))
 def test_a_missing_extra_names_the_install_command(source, mrpc_dir, monkeypatch):
   monkeypatch.setitem(sys.modules, _EXTRAS[source], None)  # makes the import fail
-  with pytest.raises(data.DataError, match=rf"pip install 'flax_mrpc\[{source}\]'"):
-    data_sources.load(source, mrpc_dir)
+  with pytest.raises(DataError, match=rf"pip install 'flax_mrpc\[{source}\]'"):
+    sources.load(source, mrpc_dir)
 
 
 @pytest.mark.parametrize("source", sorted(_EXTRAS))
 def test_glue_style_folders_are_refused_with_the_fix(source, tmp_path):
   (tmp_path / "train.tsv").write_text("Quality\n")
-  with pytest.raises(data.DataError, match="original MRPC files.*msr_paraphrase_train.txt"):
-    data_sources.load(source, tmp_path)
+  with pytest.raises(DataError, match="original MRPC files.*msr_paraphrase_train.txt"):
+    sources.load(source, tmp_path)

@@ -30,6 +30,7 @@ def test_every_study_variant_is_a_valid_config():
         assert getattr(part, field) == value
 
 
+@pytest.mark.slow  # end to end through the command's main
 def test_each_study_tiny_then_the_report(mrpc_dir, tmp_path):
   pytest.importorskip("matplotlib", reason="pip install '.[experiments]'")
   import report
@@ -64,6 +65,7 @@ def test_each_study_tiny_then_the_report(mrpc_dir, tmp_path):
     assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # end to end through the command's main
 def test_a_rerun_keeps_records_of_runs_trained_elsewhere(mrpc_dir, tmp_path):
   results = tmp_path / "results"
   results.mkdir()
@@ -83,6 +85,7 @@ def test_a_rerun_keeps_records_of_runs_trained_elsewhere(mrpc_dir, tmp_path):
   assert document["seeds"] == [0, 7]
 
 
+@pytest.mark.slow
 def test_search_default_tiny(mrpc_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   proc = subprocess.run(
@@ -95,6 +98,7 @@ def test_search_default_tiny(mrpc_dir, tmp_path):
   assert proc.stdout.splitlines()[0].split()[:2] == ["candidate", "score"]
 
 
+@pytest.mark.slow
 def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   proc = subprocess.run(
@@ -118,6 +122,7 @@ def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir, tmp_path):
   assert rows["PyTorch, random order, cut"]["compile_s"] is None
 
 
+@pytest.mark.slow
 def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   proc = subprocess.run(
@@ -147,6 +152,7 @@ def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
              for line in table) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", [[], ["--pack"]], ids=["one pair per row", "packed"])
 def test_step_profile_splits_the_step_by_phase_and_kind(layout):
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -164,6 +170,7 @@ def test_step_profile_splits_the_step_by_phase_and_kind(layout):
   assert rows["random bits"][0] > 0  # dropout masks, drawn in the forward pass
 
 
+@pytest.mark.slow
 def test_data_sources_benchmark_runs(mrpc_dir):
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   proc = subprocess.run(

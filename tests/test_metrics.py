@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from flax_mrpc.metrics import classification_metrics
+from flax_mrpc.training.metrics import classification_metrics
 
 
 def test_known_confusion():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from flax_mrpc import train
 from flax_mrpc.config import get_preset
@@ -18,6 +19,8 @@ from flax_mrpc.config import get_preset
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--preset", "tiny", "--epochs", "2", "--set", "train_fraction=0.1", "--no-progress",
        "--parallel", "sharding"]
+
+pytestmark = pytest.mark.slow  # subprocess end-to-end runs
 
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flax_mrpc.config import TrainConfig
-from flax_mrpc.optim import learning_rate_schedule
+from flax_mrpc.training.optimizer import learning_rate_schedule
 
 
 @pytest.mark.parametrize("kind, expected", [

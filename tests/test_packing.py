@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_mrpc import packing, steps, tokenization
 from flax_mrpc.config import ModelConfig
-from flax_mrpc.inference import predict_probabilities
+from flax_mrpc.data import packing, tokenization
+from flax_mrpc.training.scoring import predict_probabilities
 from flax_mrpc.modules import MultiHeadAttention, PairClassifier, PreProcess
+from flax_mrpc.training import steps
 
 ROW = 32
 N = 11  # pairs of 4 to 20 tokens: two or three to a row

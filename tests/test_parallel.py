@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flax_mrpc import metrics
+from flax_mrpc.training import metrics
+
+pytestmark = pytest.mark.slow  # subprocess end-to-end runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_mrpc import corpus, export, masking, pretrain, pretrained_workdir, steps, train
+from flax_mrpc import export, train
 from flax_mrpc.config import ModelConfig, TrainConfig, get_preset
-from flax_mrpc.data import DataError
+from flax_mrpc.data import corpus, masking
+from flax_mrpc.data.examples import DataError
 from flax_mrpc.modules import MaskedLM, PairClassifier
-from flax_mrpc.optim import make_optimizer
+from flax_mrpc.training import pretrained_encoder, pretraining, steps
+from flax_mrpc.training.optimizer import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(vocab_size=50, max_length=16, d_model=16, num_heads=2, d_ff=32, num_layers=1,
@@ -132,7 +134,7 @@ def corpus_file(splits, tmp_path_factory):
 def pretrained_dir(mrpc_dir, corpus_file, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("pretrained")
   _, err = _start(workdir, mrpc_dir, corpus_file).communicate(timeout=600)
-  assert pretrained_workdir.is_pretrain_workdir(workdir), err
+  assert pretrained_encoder.is_pretraining_workdir(workdir), err
   return workdir
 
 
@@ -142,9 +144,10 @@ def _records(workdir):
 
 
 def _params(workdir):
-  return jax.tree.leaves(nnx.state(pretrained_workdir.restore_masked_lm(workdir)[0]))
+  return jax.tree.leaves(nnx.state(pretrained_encoder.restore_masked_lm(workdir)[0]))
 
 
+@pytest.mark.slow
 def test_a_killed_pretraining_resumes_exactly(pretrained_dir, mrpc_dir, corpus_file, tmp_path):
   proc = _start(tmp_path, mrpc_dir, corpus_file)
   folder = tmp_path / "checkpoints"
@@ -160,6 +163,7 @@ def test_a_killed_pretraining_resumes_exactly(pretrained_dir, mrpc_dir, corpus_f
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_train_pretrained_takes_the_encoder_unchanged(pretrained_dir):
   args = train.parse_args(["--workdir", "unused", "--pretrained", str(pretrained_dir),
                            "--preset", "tiny", "--set", "match_embedding=true"])
@@ -169,8 +173,8 @@ def test_train_pretrained_takes_the_encoder_unchanged(pretrained_dir):
   model = PairClassifier(config.model, rngs=nnx.Rngs(0))
   fresh = nnx.to_flat_state(nnx.state(model.encoder, nnx.Param))
   fresh = {path: np.asarray(v.get_value()) for path, v in fresh}
-  pretrained_workdir.load_encoder(model, pretrained_dir)
-  source = pretrained_workdir.restore_masked_lm(pretrained_dir)[0].encoder
+  pretrained_encoder.load_encoder(model, pretrained_dir)
+  source = pretrained_encoder.restore_masked_lm(pretrained_dir)[0].encoder
   expected = dict(nnx.to_flat_state(nnx.state(source, nnx.Param)))
   loaded = dict(nnx.to_flat_state(nnx.state(model.encoder, nnx.Param)))
   assert set(loaded) - set(expected) == {("embeddings", "match_embeddings", "embedding")}
@@ -179,20 +183,22 @@ def test_train_pretrained_takes_the_encoder_unchanged(pretrained_dir):
     assert not np.array_equal(fresh[path], value.get_value()) or path[-1] in ("bias", "scale")
 
 
+@pytest.mark.slow
 def test_a_pretrained_encoder_of_another_shape_is_refused(pretrained_dir):
   model = PairClassifier(ModelConfig(vocab_size=1000, max_length=32, d_model=64, num_heads=2,
                                      d_ff=64, num_layers=1), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="does not fit this model"):
-    pretrained_workdir.load_encoder(model, pretrained_dir)
+    pretrained_encoder.load_encoder(model, pretrained_dir)
 
 
+@pytest.mark.slow
 def test_the_export_is_a_bert_for_masked_lm(pretrained_dir, tmp_path):
   torch = pytest.importorskip("torch", reason="pip install torch==2.13.0")
   from transformers import AutoModelForMaskedLM
 
   export.export(pretrained_dir, tmp_path)
   hf = AutoModelForMaskedLM.from_pretrained(str(tmp_path)).eval()
-  model, _ = pretrained_workdir.restore_masked_lm(pretrained_dir)
+  model, _ = pretrained_encoder.restore_masked_lm(pretrained_dir)
   ids = np.random.default_rng(0).integers(5, 200, (2, 12)).astype(np.int32)
   types = np.concatenate([np.zeros((2, 6), np.int32), np.ones((2, 6), np.int32)], axis=1)
   ours = model(ids, types, np.ones_like(ids), np.tile(np.arange(12, dtype=np.int32), (2, 1)))
@@ -206,17 +212,18 @@ def test_the_export_is_a_bert_for_masked_lm(pretrained_dir, tmp_path):
 
 def test_a_fine_tuning_run_pretrains_once_in_its_workdir(splits, corpus_file, tmp_path, capsys):
   config = get_preset("tiny").replace(pretrain_epochs=1, corpus=str(corpus_file))
-  pretrain.cached_pretraining(config, tmp_path, splits, False, None, "none")
-  done = tmp_path / pretrain.CACHE / "results.json"
+  pretraining.cached_pretraining(config, tmp_path, splits, False, None, "none")
+  done = tmp_path / pretraining.CACHE / "results.json"
   first = done.read_text()
-  pretrain.cached_pretraining(config.replace(learning_rate=1e-2), tmp_path, splits, False, None,
+  pretraining.cached_pretraining(config.replace(learning_rate=1e-2), tmp_path, splits, False, None,
                               "none")  # a fine-tuning field: the same pretraining
   assert "found finished" in capsys.readouterr().err and done.read_text() == first
   with pytest.raises(ValueError, match="pretrain_learning_rate: 0.0005 -> 0.001"):
-    pretrain.cached_pretraining(config.replace(pretrain_learning_rate=1e-3), tmp_path, splits,
+    pretraining.cached_pretraining(config.replace(pretrain_learning_rate=1e-3), tmp_path, splits,
                                 False, None, "none")
 
 
+@pytest.mark.slow
 def test_predict_on_a_pretraining_workdir_says_to_fine_tune_first(pretrained_dir):
   from flax_mrpc.inference import load_trained
 

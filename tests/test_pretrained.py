@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flax_mrpc import pretrained
 from flax_mrpc.config import get_preset
+from flax_mrpc.hf import load
 
 torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
 transformers = pytest.importorskip("transformers")
@@ -23,7 +23,7 @@ def _encode(tokenizer, max_length):
 
 def _compare(folder: Path, tokenizer, max_length=48):
   hf = transformers.BertModel.from_pretrained(str(folder)).eval()
-  model, config, _ = pretrained.load_pretrained(str(folder), max_length=max_length)
+  model, config, _ = load.load_pretrained(str(folder), max_length=max_length)
   enc = _encode(tokenizer, max_length)
   assert enc["attention_mask"].sum(1).min() < max_length  # some pairs are padded
   with torch.no_grad():
@@ -63,26 +63,27 @@ def _rewrite(folder, change):
 
 def test_incomplete_or_wrong_checkpoints_list_the_weights(random_bert):
   _rewrite(random_bert, lambda w: w.pop("encoder.layer.1.output.dense.weight"))
-  with pytest.raises(pretrained.PretrainedError, match=r"missing: encoder\.layer\.1\.output\.dense\.weight"):
-    pretrained.load_pretrained(str(random_bert), max_length=16)
+  with pytest.raises(load.PretrainedError, match=r"missing: encoder\.layer\.1\.output\.dense\.weight"):
+    load.load_pretrained(str(random_bert), max_length=16)
 
   def reshape_and_add(w):
     w["encoder.layer.1.output.dense.weight"] = np.zeros((32, 64), np.float32)
     w["embeddings.LayerNorm.bias"] = np.zeros(31, np.float32)
     w["classifier.extra"] = np.zeros(3, np.float32)
   _rewrite(random_bert, reshape_and_add)
-  with pytest.raises(pretrained.PretrainedError) as error:
-    pretrained.load_pretrained(str(random_bert), max_length=16)
+  with pytest.raises(load.PretrainedError) as error:
+    load.load_pretrained(str(random_bert), max_length=16)
   message = str(error.value)
   assert "unexpected: classifier.extra" in message
   assert "embeddings.LayerNorm.bias: (31,) in the" in message
 
 
 def test_a_folder_without_config_is_refused(tmp_path):
-  with pytest.raises(pretrained.PretrainedError, match="config.json"):
-    pretrained.load_pretrained(str(tmp_path), max_length=16)
+  with pytest.raises(load.PretrainedError, match="config.json"):
+    load.load_pretrained(str(tmp_path), max_length=16)
 
 
+@pytest.mark.slow
 def test_finetune_cli_from_a_checkpoint_folder_then_predict(random_bert, mrpc_dir, tmp_path):
   import json
   import os

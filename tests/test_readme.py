@@ -23,6 +23,7 @@ def folder(tmp_path_factory):
   return tmp_path_factory.mktemp("readme")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", range(len(SNIPPETS)))
 def test_readme_snippet_runs(number, folder, mrpc_dir):
   snippet = SNIPPETS[number]

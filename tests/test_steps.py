@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_mrpc import batching, steps, tokenization
 from flax_mrpc.config import ModelConfig, TrainConfig
-from flax_mrpc.inference import predict_probabilities
+from flax_mrpc.data import batching, tokenization
+from flax_mrpc.training.scoring import predict_probabilities
 from flax_mrpc.modules import PairClassifier
-from flax_mrpc.optim import make_optimizer
+from flax_mrpc.training import steps
+from flax_mrpc.training.optimizer import make_optimizer
 
 CONFIG = ModelConfig(vocab_size=50, max_length=12, d_model=16, num_heads=2, d_ff=32,
                      dropout=0.0, attention_dropout=0.0)

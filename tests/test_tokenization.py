@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from flax_mrpc import tokenization
-from flax_mrpc.data import Example
+from flax_mrpc.data import tokenization
+from flax_mrpc.data.examples import Example
 
 
 @pytest.fixture(scope="module")

@@ -40,12 +40,14 @@ def tiny_run(mrpc_dir, tmp_path_factory):
   return workdir, proc
 
 
+@pytest.mark.slow
 def test_a_run_prints_only_its_own_lines_without_torch(tiny_run):
   _, proc = tiny_run
   assert "PyTorch was not found" not in proc.stderr
   assert all(line.startswith(OUR_LINES) for line in proc.stderr.splitlines()), proc.stderr
 
 
+@pytest.mark.slow
 def test_tiny_preset_writes_results_metrics_and_predictions(tiny_run):
   workdir, proc = tiny_run
   results = json.loads((workdir / "results.json").read_text())
@@ -68,6 +70,7 @@ def test_tiny_preset_writes_results_metrics_and_predictions(tiny_run):
   assert (workdir / "tokenizer" / "vocab.txt").is_file()
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_not_overwritten(tiny_run, mrpc_dir, capsys):
   workdir, _ = tiny_run
   before = (workdir / "results.json").read_text()
@@ -129,6 +132,7 @@ def test_patience_stops_when_validation_stops_improving(mrpc_dir, tmp_path):
   assert len(epochs) == 2 and result["best_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_when_tensorboardx_is_installed(tiny_run):
   pytest.importorskip("tensorboardX", reason="the tensorboard extra is not installed")
   workdir, _ = tiny_run

@@ -7,7 +7,7 @@ Machine: any; seconds for the load times; --install-sizes also creates a
          fresh venv per extra (`pip install` of that extra's packages only)
          and reports its size above an empty venv (a few minutes, needs the
          package index).
-Load times: `data_sources.load` twice per source into a fresh cache folder,
+Load times: `sources.load` twice per source into a fresh cache folder,
 in one process; the first call includes importing the source's library and,
 for tfds and hf, building its prepared copy.
 
@@ -29,7 +29,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from flax_mrpc import data_sources
+from flax_mrpc.data import sources
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,12 +47,12 @@ def main() -> None:
   parser.add_argument("--install-sizes", action="store_true")
   args = parser.parse_args()
   print(f"{'source':7} {'first load s':>12} {'again s':>8}")
-  for source in data_sources.SOURCES:
+  for source in sources.SOURCES:
     cache = tempfile.mkdtemp()
     times = []
     for _ in range(2):
       start = time.perf_counter()
-      data_sources.load(source, args.data_dir, cache_dir=cache)
+      sources.load(source, args.data_dir, cache_dir=cache)
       times.append(time.perf_counter() - start)
     print(f"{source:7} {times[0]:12.2f} {times[1]:8.2f}")
   if args.install_sizes:

@@ -72,11 +72,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import data, pretrained, steps, tokenization
 from flax_mrpc.config import TrainConfig, get_preset
-from flax_mrpc.epochs import TrainEpochs
+from flax_mrpc.data import sources, tokenization
+from flax_mrpc.data.epochs import TrainEpochs
+from flax_mrpc.hf import load
 from flax_mrpc.modules import PairClassifier
-from flax_mrpc.optim import make_optimizer
+from flax_mrpc.training import steps
+from flax_mrpc.training.optimizer import make_optimizer
 
 
 def spread(items: list, count: int) -> list:
@@ -100,7 +102,7 @@ def jax_timer(config):
   per step). Each call starts from the pretrained weights."""
   mc, tc = config.model, config.train
   model = PairClassifier(mc, rngs=nnx.Rngs(0))
-  pretrained.load_into(model, mc, Path(tc.pretrained))
+  load.load_into(model, mc, Path(tc.pretrained))
   graphdef, params = nnx.split(model)
   tx = make_optimizer(tc, 1000)
   step = jax.jit(functools.partial(
@@ -189,10 +191,10 @@ def main() -> None:
   args = parser.parse_args()
   if min(args.steps, args.repeats) < 1:
     parser.error("--steps and --repeats must be at least 1")
-  config = pretrained.configure(get_preset("finetune").replace(
+  config = load.configure(get_preset("finetune").replace(
       pretrained=args.pretrained, max_length=args.max_length))
   tokenizer = tokenization.load_tokenizer(args.pretrained)
-  train = data.load_splits(data.find_data_dir(args.data_dir))["train"]
+  train = sources.load("local", args.data_dir)["train"]
   features = tokenization.encode_pairs(tokenizer, train, config.model.max_length).features()
   time_jax = jax_timer(config)
   rows = {}  # name -> (batches, timer)

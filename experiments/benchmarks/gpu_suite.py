@@ -119,12 +119,12 @@ def finetune_checkpoint(folder: Path, vocab: Path | None, data_dir: str, smoke: 
   import torch
   import transformers
 
-  from flax_mrpc import data, tokenization
+  from flax_mrpc.data import mrpc, tokenization
 
   if vocab is not None:
     (folder / "vocab.txt").write_text(vocab.read_text())
   else:
-    train = data.load_splits(data_dir)["train"]
+    train = mrpc.load_splits(data_dir)["train"]
     tokenization.train_wordpiece([s for e in train for s in (e.sentence1, e.sentence2)],
                                  500 if smoke else 30522, True, folder)
   size = len((folder / "vocab.txt").read_text().splitlines())

@@ -46,10 +46,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from flax_mrpc import packing, steps  # noqa: E402
+from flax_mrpc.data import packing  # noqa: E402
+from flax_mrpc.hf.load import load_pretrained  # noqa: E402
 from flax_mrpc.modules import PairClassifier  # noqa: E402
-from flax_mrpc.optim import make_optimizer  # noqa: E402
-from flax_mrpc.pretrained import load_pretrained  # noqa: E402
+from flax_mrpc.training import steps
+from flax_mrpc.training.optimizer import make_optimizer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import MODELS, TRAIN, random_batch  # noqa: E402

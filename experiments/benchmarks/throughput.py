@@ -48,11 +48,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import steps
 from flax_mrpc.config import ModelConfig, TrainConfig
 from flax_mrpc.modules import PairClassifier
-from flax_mrpc.optim import make_optimizer
-from flax_mrpc.parallel import DataParallel
+from flax_mrpc.training import steps
+from flax_mrpc.training.optimizer import make_optimizer
+from flax_mrpc.training.parallel import DataParallel
 
 MODELS = {
     "seed": ModelConfig(seed_embedding=True, mask_attention=False),

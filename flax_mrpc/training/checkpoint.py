@@ -25,8 +25,11 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 
-from flax_mrpc.steps import TrainState
+from flax_mrpc.config import TrainConfig
+from flax_mrpc.training.optimizer import make_optimizer
+from flax_mrpc.training.steps import TrainState
 
 
 class CheckpointError(ValueError):
@@ -97,13 +100,43 @@ class Checkpointer:
                                       meta=ocp.args.JsonRestore()))
     return Restored(step, restored.state, restored.meta)
 
+  def damaged(self, step: int, error: Exception) -> CheckpointError:
+    """The error for a checkpoint that cannot be read, naming it and the fix."""
+    path = Path(self.manager.directory) / str(step)
+    return CheckpointError(
+        f"{path}: this checkpoint is damaged and cannot be read ({type(error).__name__}: "
+        f"{error}). Delete that folder, then rerun the training command: it resumes from the "
+        f"checkpoint before it (delete {path.parents[1] / 'results.json'} first if the run "
+        "had finished).")
+
   def latest_meta(self) -> dict[str, Any] | None:
-    """The meta item of the newest checkpoint (None when there is none)."""
+    """The meta item of the newest checkpoint (None when there is none).
+    Raises `damaged`'s CheckpointError when it cannot be read."""
     steps = self.steps()
     if not steps:
       return None
-    return self.manager.restore(
-        steps[-1], args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    try:
+      return self.manager.restore(
+          steps[-1], args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    except Exception as e:  # orbax raises many types for damaged files
+      raise self.damaged(steps[-1], e) from None
+
+  def restore_params(self, params: nnx.State, train: TrainConfig,
+                     step: int | None = None) -> nnx.State:
+    """The parameters saved at `step` (None: in the newest checkpoint that
+    restores). `params` gives their tree, `train` the optimizer's, whose
+    state is read and dropped. Raises CheckpointError when there is none,
+    or `damaged`'s when the checkpoint at `step` cannot be read."""
+    template = TrainState.create(params, make_optimizer(train, 1))
+    if step is None:
+      restored = self.restore_latest(template)
+      if restored is None:
+        raise CheckpointError(f"{self.manager.directory} holds no checkpoint.")
+      return restored.state.params
+    try:
+      return self.restore(step, template).state.params
+    except Exception as e:  # orbax raises many types for damaged files
+      raise self.damaged(step, e) from None
 
   def restore_latest(self, template: TrainState) -> Restored | None:
     """The newest checkpoint that restores; a damaged one is reported and skipped,

@@ -1,4 +1,5 @@
-"""Binary classification metrics of the positive (paraphrase) class."""
+"""Binary classification metrics of the positive (paraphrase) class, and the
+score that picks the best epoch."""
 
 from __future__ import annotations
 
@@ -25,3 +26,14 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
       "recall": recall,
       "tp": tp, "fp": fp, "fn": fn, "tn": tn,
   }
+
+
+def at_threshold(labels: np.ndarray, probabilities: np.ndarray,
+                 threshold: float = 0.5) -> dict[str, float]:
+  """`classification_metrics` of [n] probabilities, predicting 1 at or above `threshold`."""
+  return classification_metrics(labels, np.asarray(probabilities) >= threshold)
+
+
+def mrpc_score(metrics: dict[str, float]) -> float:
+  """GLUE's MRPC score, (accuracy + F1) / 2: the validation score that picks the best epoch."""
+  return (metrics["accuracy"] + metrics["f1"]) / 2

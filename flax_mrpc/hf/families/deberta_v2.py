@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flax_mrpc.config import ModelConfig
-from flax_mrpc.families import common
+from flax_mrpc.hf.families import common
 
 MODEL_TYPES = ("deberta-v2",)
 ARCHITECTURES = {"deberta-v2": "DebertaV2ForSequenceClassification"}  # what export writes

@@ -16,7 +16,7 @@ import numpy as np
 from tokenizers import BertWordPieceTokenizer
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
-from flax_mrpc.data import Example
+from flax_mrpc.data.examples import Example
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

@@ -8,8 +8,8 @@ from typing import Iterator
 
 import numpy as np
 
-from flax_mrpc import batching, masking, packing
 from flax_mrpc.config import TrainConfig
+from flax_mrpc.data import batching, masking, packing
 
 
 class TrainEpochs:
@@ -73,7 +73,7 @@ class TrainEpochs:
 
 
 class MaskedEpochs(TrainEpochs):
-  """Packed epochs of corpus pairs with BERT's masking (`flax_mrpc.masking`)
+  """Packed epochs of corpus pairs with BERT's masking (`flax_mrpc.data.masking`)
   added to each batch; batch i of epoch e is masked with the random stream
   (seed, e, i), so a resumed run masks exactly as before.
 

@@ -70,7 +70,7 @@ class PairLoss:
 
 def masked_lm_sums(model: nnx.Module, batch: Batch,
                    rngs: nnx.Rngs | None) -> dict[str, jax.Array]:
-  """Sums over the predicted tokens of a masked batch (`flax_mrpc.masking`):
+  """Sums over the predicted tokens of a masked batch (`flax_mrpc.data.masking`):
   cross-entropy `loss_sum`, `correct` top-1 predictions and `count`."""
   logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                  batch["mlm_positions"], batch.get("match_ids"), positions=batch.get("positions"),
@@ -123,9 +123,9 @@ def train_step(
     state: the current TrainState.
     batch: [batch, seq] `input_ids`, `token_type_ids`, `attention_mask`,
       `match_ids`; [batch] `labels` and `weights` (0 for padding rows); or a
-      packed batch (`flax_mrpc.packing`), with `positions`, `first_positions`
+      packed batch (`flax_mrpc.data.packing`), with `positions`, `first_positions`
       and [batch, pairs per row] `labels` and `weights`; for `MaskedLMLoss`
-      a masked batch (`flax_mrpc.masking`).
+      a masked batch (`flax_mrpc.data.masking`).
     loss: `PairLoss` or `MaskedLMLoss`, of the model in `graphdef`.
     rng: the run's dropout key; the step folds in `state.step` (and the
       device index under pmap).

@@ -5,14 +5,14 @@ the standard splits: train 3668, validation 408 (the GLUE dev ids, taken from
 the train file), test 1725 (labelled). `idx` is the 0-based row of the pair in
 its split, in file order.
 
-Sources, first match wins (`find_data_dir`):
+Sources, first match wins (`download.find_data_dir`):
   1. `--data-dir` / `$FLAX_MRPC_DATA_DIR`: a folder with Microsoft's original
      files (`msr_paraphrase_train.txt`, `msr_paraphrase_test.txt`,
      `mrpc_dev_ids.tsv`), or GLUE-style `train.tsv` + `dev.tsv` (test then from
      `msr_paraphrase_test.txt` there, or GLUE's unlabelled `test.tsv`);
-  2. the download cache (`flax_mrpc.download`).
+  2. the download cache (`flax_mrpc.data.download`).
 Bad files raise one `DataError` that lists every bad line (file, line, the
-problem and the fix): see `flax_mrpc.tsv`.
+problem and the fix): see `flax_mrpc.data.tsv`.
 """
 
 from __future__ import annotations
@@ -21,35 +21,17 @@ import dataclasses
 import os
 from pathlib import Path
 
-from flax_mrpc import tsv
+from flax_mrpc.data import tsv
+from flax_mrpc.data.examples import UNLABELLED, DataError, Example
 
 TRAIN_FILE = "msr_paraphrase_train.txt"
 TEST_FILE = "msr_paraphrase_test.txt"
 DEV_IDS_FILE = "mrpc_dev_ids.tsv"
 HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
 GLUE_TEST_HEADER = ("index", "#1 ID", "#2 ID", "#1 String", "#2 String")
-SPLITS = ("train", "validation", "test")
-UNLABELLED = -1
 # Microsoft's train file writes one apostrophe as U+0012 (pair 61559/61668);
 # it is kept as published. Any other control character in a data file is an error.
 CORPUS_CONTROLS = ("\x12",)
-
-
-class DataError(ValueError):
-  """A data file is missing or malformed: one message per problem, each
-  naming the file (and line) and the fix."""
-
-  def __init__(self, *problems: str):
-    super().__init__("\n".join(problems))
-    self.problems = list(problems)
-
-
-@dataclasses.dataclass(frozen=True)
-class Example:
-  sentence1: str
-  sentence2: str
-  label: int  # 1 paraphrase, 0 not, UNLABELLED (-1) when the split has no labels
-  idx: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,14 +128,3 @@ def given_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
   """`data_dir`, else `$FLAX_MRPC_DATA_DIR`, else None."""
   chosen = data_dir or os.environ.get("FLAX_MRPC_DATA_DIR")
   return Path(chosen).expanduser() if chosen else None
-
-
-def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-  """The folder to read: `given_data_dir(data_dir)`, else the download cache
-  (downloading the files into it if needed)."""
-  chosen = given_data_dir(data_dir)
-  if chosen:
-    return chosen
-  from flax_mrpc import download
-
-  return download.ensure_downloaded()

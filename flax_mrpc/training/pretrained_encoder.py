@@ -11,21 +11,21 @@ keeps its fresh weights.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from flax import nnx
 
-from flax_mrpc import steps
-from flax_mrpc.checkpoint import Checkpointer, CheckpointError
+from flax_mrpc import weights
 from flax_mrpc.config import Config
 from flax_mrpc.modules import MaskedLM
-from flax_mrpc.optim import make_optimizer
+from flax_mrpc.training.checkpoint import Checkpointer, CheckpointError
 
 TASK = "masked_lm"
 
 
-def is_pretrain_workdir(path: str | Path) -> bool:
+def is_pretraining_workdir(path: str | Path) -> bool:
   """Whether `path` is a folder holding a finished pretraining run."""
   results = Path(path).expanduser() / "results.json"
   if not results.is_file():
@@ -46,38 +46,47 @@ def saved_config(workdir: str | Path) -> Config:
   return Config.from_dict(results(workdir)["config"])
 
 
+def configure(config: Config, **model_overrides) -> Config:
+  """`config` set up to fine-tune the encoder of the pretraining workdir
+  `config.train.pretrained`: all model fields are the pretraining's but the
+  match embedding, a fine-tuning feature that pretraining has only with
+  `pretrain_match` (that one stays `config`'s), then `model_overrides`
+  (e.g. dropout); the tokenizer is the workdir's."""
+  workdir = Path(config.train.pretrained).expanduser()
+  saved = saved_config(workdir)
+  model = dataclasses.replace(saved.model, **(
+      {"match_embedding": config.model.match_embedding} | model_overrides))
+  train = dataclasses.replace(config.train, pretrained=str(workdir),
+                              tokenizer=str(workdir / "tokenizer"),
+                              lowercase=saved.train.lowercase)
+  return dataclasses.replace(config, model=model, train=train)
+
+
 def restore_masked_lm(workdir: str | Path) -> tuple[MaskedLM, Config]:
   """The workdir's final MaskedLM, with its configuration."""
   workdir = Path(workdir)
   config = saved_config(workdir)
-  model = MaskedLM(config.model, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model)
-  template = steps.TrainState.create(params, make_optimizer(config.train, 1))
+  graphdef, params = nnx.split(MaskedLM(config.model, rngs=nnx.Rngs(0)))
   checkpointer = Checkpointer(workdir / "checkpoints")
   try:
-    restored = checkpointer.restore_latest(template)
+    params = checkpointer.restore_params(params, config.train)
   finally:
     checkpointer.close()
-  if restored is None:
-    raise CheckpointError(f"{workdir}/checkpoints holds no checkpoint; rerun the pretraining "
-                          "(python -m flax_mrpc.pretrain --workdir ...).")
-  return nnx.merge(graphdef, restored.state.params), config
+  return nnx.merge(graphdef, params), config
 
 
 def load_encoder(model: nnx.Module, workdir: str | Path) -> None:
   """Copies the pretrained encoder of `workdir` into `model` (a PairClassifier)
   in place. Raises CheckpointError if a pretrained weight has no place in
   `model` or another shape (another vocabulary size, width or depth)."""
-  source = dict(nnx.to_flat_state(nnx.state(restore_masked_lm(workdir)[0].encoder, nnx.Param)))
-  target = dict(nnx.to_flat_state(nnx.state(model.encoder, nnx.Param)))
-  problems = [f"{'.'.join(map(str, path))}: {value.get_value().shape} pretrained, "
-              f"{target[path].get_value().shape if path in target else 'no such weight'} here"
-              for path, value in source.items()
-              if path not in target or target[path].get_value().shape != value.get_value().shape]
-  if problems:
-    raise CheckpointError(f"the encoder pretrained in {workdir} does not fit this model:\n  "
-                          + "\n  ".join(problems) + "\nFine-tune with the pretraining's model "
-                          "fields (results.json there).")
-  for path, value in source.items():
-    target[path].set_value(value.get_value())
-  nnx.update(model.encoder, nnx.from_flat_state(target))
+  source = {path: value.get_value() for path, value in nnx.to_flat_state(
+      nnx.state(restore_masked_lm(workdir)[0].encoder, nnx.Param))}
+  wrong = weights.mismatches(model.encoder, source)
+  if wrong:
+    raise CheckpointError(
+        f"the encoder pretrained in {workdir} does not fit this model:\n  " + "\n  ".join(
+            f"{'.'.join(map(str, path))}: {source[path].shape} pretrained, "
+            f"{expected if expected is not None else 'no such weight'} here"
+            for path, expected in wrong.items())
+        + "\nFine-tune with the pretraining's model fields (results.json there).")
+  weights.assign(model.encoder, source)

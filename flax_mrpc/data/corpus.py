@@ -17,8 +17,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from flax_mrpc import tokenization
-from flax_mrpc.data import DataError, Example
+from flax_mrpc.data import tokenization
+from flax_mrpc.data.examples import DataError, Example
 
 ENCODE_CHUNK = 10_000  # line pairs tokenized at once
 

@@ -21,7 +21,7 @@ ours back.
 
 from __future__ import annotations
 
-from flax_mrpc.families import bert, deberta_v2, distilbert, electra, roberta
+from flax_mrpc.hf.families import bert, deberta_v2, distilbert, electra, roberta
 
 FAMILIES = {model_type: family for family in (bert, roberta, distilbert, electra, deberta_v2)
             for model_type in family.MODEL_TYPES}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flax_mrpc.config import ModelConfig
-from flax_mrpc.families import common
+from flax_mrpc.hf.families import common
 
 MODEL_TYPES = ("bert",)
 ARCHITECTURES = {"bert": "BertForSequenceClassification"}  # what export writes

@@ -12,30 +12,19 @@ still be too large.
 from __future__ import annotations
 
 import jax
+from flax import nnx
 
 from flax_mrpc.config import ModelConfig
+from flax_mrpc.modules import PairClassifier
+from flax_mrpc.training.steps import param_count
 
 GIB = 2**30
 
 
-def parameter_count(model: ModelConfig) -> int:
-  """The parameters of `PairClassifier(model)`, from its sizes."""
-  d, ff, width = model.d_model, model.d_ff, model.embedding_width
-  segments_and_norm = 0 if model.seed_embedding else model.type_vocab_size + 2
-  positions = model.num_positions if model.absolute_positions else 0
-  embeddings = (model.vocab_size + positions + segments_and_norm
-                + 2 * model.match_embedding) * width
-  if width != d:
-    embeddings += width * d + d  # the projection to d_model
-  layer = 4 * (d * d + d) + 2 * d * ff + ff + d + 4 * d
-  if model.relative_attention:
-    embeddings += 2 * (model.position_buckets or model.max_relative_positions) * d
-    embeddings += 2 * d if model.norm_relative_embeddings else 0
-    if not model.share_relative_key:
-      layer += len(model.relative_attention_types.split("|")) * (d * d + d)
-  final_norm = 2 * d if model.norm == "pre" else 0
-  pooler = (d * d + d) if model.pooler else 0
-  return embeddings + model.num_layers * layer + final_norm + pooler + d + 1
+def _parameter_count(model: ModelConfig) -> int:
+  """The parameters of `PairClassifier(model)`, from its abstract shapes (no memory)."""
+  abstract = nnx.eval_shape(lambda: PairClassifier(model, rngs=nnx.Rngs(0)))
+  return param_count(nnx.state(abstract, nnx.Param))
 
 
 def training_bytes(model: ModelConfig, rows: int) -> int:
@@ -45,7 +34,7 @@ def training_bytes(model: ModelConfig, rows: int) -> int:
   seq = model.max_length
   attention = rows * model.num_heads * seq * seq
   hidden = rows * seq * (model.d_ff + 4 * model.d_model)
-  return 16 * parameter_count(model) + model.num_layers * (attention + hidden) * itemsize
+  return 16 * _parameter_count(model) + model.num_layers * (attention + hidden) * itemsize
 
 
 def available_bytes() -> int | None:

@@ -15,7 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from flax_mrpc.data import DEV_IDS_FILE, TEST_FILE, TRAIN_FILE, DataError
+from flax_mrpc.data.examples import DataError
+from flax_mrpc.data.mrpc import DEV_IDS_FILE, TEST_FILE, TRAIN_FILE, given_data_dir
 
 # (address, sha256) as published in TFDS's and HF's GLUE checksums.
 FILES = {
@@ -75,3 +76,9 @@ def ensure_downloaded(directory: Path | None = None) -> Path:
       continue
     _fetch(url, expected, target)
   return directory
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+  """The folder to read: `mrpc.given_data_dir(data_dir)`, else the download
+  cache (downloading the files into it if needed)."""
+  return given_data_dir(data_dir) or ensure_downloaded()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flax_mrpc.config import ModelConfig
-from flax_mrpc.families import common
+from flax_mrpc.hf.families import common
 
 MODEL_TYPES = ("roberta", "xlm-roberta")
 ARCHITECTURES = {"roberta": "RobertaForSequenceClassification",

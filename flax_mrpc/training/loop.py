@@ -26,24 +26,22 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from flax_mrpc import parallel, steps
-from flax_mrpc.checkpoint import Checkpointer, CheckpointError, config_differences
 from flax_mrpc.config import Config
-from flax_mrpc.epochs import TrainEpochs
-from flax_mrpc.tensorboard import EpochLogger
-from flax_mrpc.workdir_lock import WorkdirLock
+from flax_mrpc.data.epochs import TrainEpochs
+from flax_mrpc.training import parallel, steps
+from flax_mrpc.training.checkpoint import Checkpointer, CheckpointError, config_differences
+from flax_mrpc.training.tensorboard import EpochLogger
 
 EXIT_PREEMPTED = 75  # sysexits' EX_TEMPFAIL: a checkpoint was saved; rerun to resume
 
@@ -62,29 +60,32 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def create_workdir(workdir: Path) -> None:
-  """Makes sure `workdir` is a folder this process can write, creating it
-  (main process). Raises ValueError naming the problem otherwise."""
-  if workdir.exists() and not workdir.is_dir():
-    raise ValueError(f"--workdir {workdir} is a file, not a folder. Choose another --workdir.")
-  if parallel.is_main_process():
-    try:
-      workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-      raise ValueError(f"--workdir {workdir} cannot be created ({e.strerror}). Choose a "
-                       "folder you can write to.") from None
-  parallel.barrier("workdir created")
-  if not os.access(workdir, os.W_OK | os.X_OK):
-    raise ValueError(f"--workdir {workdir} is not writable. Choose a folder you can write to.")
+@dataclasses.dataclass
+class LoopPosition:
+  """Where a run stands, saved as each checkpoint's `meta` item: with the
+  checkpoint's TrainState it resumes the run exactly (the dropout key and
+  the data order are pure functions of the seed, the step and the epoch).
 
+  Attributes:
+    config: the run's `Config.to_dict()`; a resume with another is refused.
+    epoch: the epoch under way, from 1.
+    batch: the batches of that epoch already trained.
+    loss_sum, count: that epoch's running training loss, summed over pairs.
+    history: every finished epoch's metrics.jsonl record.
+    best: {"epoch", "step", "score", **metrics} of the best-scoring epoch.
+  """
 
-@contextlib.contextmanager
-def held_workdir(workdir: Path) -> Iterator[None]:
-  """Creates `workdir` if needed and holds it for this run (`WorkdirLock`,
-  main process) until the block ends."""
-  create_workdir(workdir)
-  with WorkdirLock(workdir) if parallel.is_main_process() else contextlib.nullcontext():
-    yield
+  config: dict[str, Any]
+  epoch: int = 1
+  batch: int = 0
+  loss_sum: float = 0.0
+  count: float = 0.0
+  history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  best: dict[str, Any] | None = None
+
+  def step(self, epochs: TrainEpochs) -> int:
+    """The global step this position stands at."""
+    return epochs.steps_before(self.epoch) + self.batch
 
 
 @dataclasses.dataclass
@@ -97,8 +98,8 @@ class Task:
     epochs: the batches of every epoch and their step counts.
     runner: the compiled train step (and eval step) in the run's parallel mode.
     rng: the run's dropout key.
-    evaluate: host TrainState -> the epoch's metrics, a dict of dicts of
-      floats merged into its metrics.jsonl record (e.g. {"validation": ...}).
+    epoch_metrics: host TrainState -> the epoch's metrics, a dict of dicts
+      of floats merged into its metrics.jsonl record (e.g. {"validation": ...}).
     score: those metrics -> the number the best epoch maximises.
     summary: those metrics -> the end of the epoch's log line.
     patience: stop after this many epochs without a better score; None: never.
@@ -108,7 +109,7 @@ class Task:
   epochs: TrainEpochs
   runner: parallel.DataParallel
   rng: jax.Array
-  evaluate: Callable[[steps.TrainState], dict[str, Any]]
+  epoch_metrics: Callable[[steps.TrainState], dict[str, Any]]
   score: Callable[[dict[str, Any]], float]
   summary: Callable[[dict[str, Any]], str]
   patience: int | None = None
@@ -165,11 +166,10 @@ def _count_finished(bar: tqdm, step_metrics: dict[str, jax.Array] | None) -> Non
 
 
 def _resume(checkpointer: Checkpointer, state: steps.TrainState, config: Config,
-            epochs: TrainEpochs, workdir: Path) -> tuple[steps.TrainState, dict[str, Any]]:
+            epochs: TrainEpochs, workdir: Path) -> tuple[steps.TrainState, LoopPosition]:
   """The latest checkpoint's state and loop position, checked against this
   run's configuration; a fresh position when there is none."""
-  loop = {"config": config.to_dict(), "epoch": 1, "batch": 0, "loss_sum": 0.0, "count": 0.0,
-          "history": [], "best": None}
+  loop = LoopPosition(config.to_dict())
   restored = checkpointer.restore_latest(state)
   if restored is None:
     return state, loop
@@ -179,26 +179,25 @@ def _resume(checkpointer: Checkpointer, state: steps.TrainState, config: Config,
     raise CheckpointError(
         f"{workdir} holds checkpoints of another configuration:\n  " + "\n  ".join(differences)
         + "\nPass --overwrite to start afresh, or choose another --workdir.")
-  loop = restored.meta
-  position = epochs.steps_before(loop["epoch"]) + loop["batch"]
+  loop = LoopPosition(**restored.meta)
+  position = loop.step(epochs)
   if position != restored.step:
     raise CheckpointError(
         f"checkpoint {restored.step} in {workdir} records loop position {position}; it is "
         "inconsistent. Pass --overwrite to start afresh.")
   log(f"resuming from the checkpoint at step {restored.step} "
-      f"(epoch {loop['epoch']}, batch {loop['batch']})")
+      f"(epoch {loop.epoch}, batch {loop.batch})")
   return restored.state, loop
 
 
 def run_epochs(task: Task, state: steps.TrainState, config: Config, workdir: Path,
                checkpointer: Checkpointer, progress: bool = True,
-               checkpoint_every_steps: int | None = None) -> tuple[dict[str, Any], Any]:
+               checkpoint_every_steps: int | None = None) -> tuple[LoopPosition, Any]:
   """Trains `state` (a host TrainState, or the latest checkpoint's) through
   the task's epochs, as the module docstring says.
 
-  Returns the final loop position, whose "best" is {"epoch", "step",
-  "score", **metrics} of the best-scoring epoch and whose "history" holds
-  every epoch's record, and the final host TrainState.
+  Returns the final `LoopPosition` (its `best` and `history`) and the final
+  host TrainState.
   """
   main = parallel.is_main_process()
   runner, epochs = task.runner, task.epochs
@@ -208,12 +207,12 @@ def run_epochs(task: Task, state: steps.TrainState, config: Config, workdir: Pat
     state = runner.put_state(state)
     if main:
       with open(workdir / "metrics.jsonl", "w") as f:
-        f.writelines(json.dumps(record) + "\n" for record in loop["history"])
+        f.writelines(json.dumps(record) + "\n" for record in loop.history)
     with _stop_requests() as should_stop:
-      while loop["epoch"] <= len(epochs.steps):
-        best_epoch = loop["best"]["epoch"] if loop["best"] else 0
-        if task.patience is not None and loop["best"] and (
-            loop["epoch"] - 1 - best_epoch >= task.patience):
+      while loop.epoch <= len(epochs.steps):
+        best_epoch = loop.best["epoch"] if loop.best else 0
+        if task.patience is not None and loop.best and (
+            loop.epoch - 1 - best_epoch >= task.patience):
           log(f"early stop: no better score for {task.patience} epochs")
           break
         epoch_start = time.time()
@@ -229,17 +228,17 @@ def run_epochs(task: Task, state: steps.TrainState, config: Config, workdir: Pat
   return loop, runner.host_state(state)
 
 
-def _train_epoch(task: Task, state, loop: dict[str, Any], checkpointer: Checkpointer,
+def _train_epoch(task: Task, state, loop: LoopPosition, checkpointer: Checkpointer,
                  should_stop, progress: bool, checkpoint_every_steps: int | None,
                  workdir: Path) -> tuple[Any, bool]:
   """Runs the rest of the current epoch's steps, updating `loop` in place;
   returns the state and whether a stop was requested at its last step."""
-  epochs, epoch = task.epochs, loop["epoch"]
+  epochs, epoch = task.epochs, loop.epoch
   epoch_steps = epochs.steps[epoch - 1]
-  remaining = itertools.islice(epochs.batches(epoch), loop["batch"], None)
-  loss_sum, count = loop["loss_sum"], loop["count"]  # summed on the device
+  remaining = itertools.islice(epochs.batches(epoch), loop.batch, None)
+  loss_sum, count = loop.loss_sum, loop.count  # summed on the device
   stop = False
-  with tqdm(total=epoch_steps, initial=loop["batch"], leave=False, disable=not progress,
+  with tqdm(total=epoch_steps, initial=loop.batch, leave=False, disable=not progress,
             desc=f"{task.name}epoch {epoch}/{len(epochs.steps)}") as bar:
     running = None  # the metrics of the step before, which may still be computing
     for batch in remaining:
@@ -248,43 +247,42 @@ def _train_epoch(task: Task, state, loop: dict[str, Any], checkpointer: Checkpoi
       running = step_metrics
       loss_sum += step_metrics["loss_sum"]
       count += step_metrics["count"]
-      loop["batch"] += 1
-      step = epochs.steps_before(epoch) + loop["batch"]
+      loop.batch += 1
+      step = loop.step(epochs)
       stop = should_stop(step)
       save_now = bool(checkpoint_every_steps) and step % checkpoint_every_steps == 0
-      if save_now or stop or loop["batch"] % 20 == 0:
+      if save_now or stop or loop.batch % 20 == 0:
         mean_loss = float(loss_sum / count)
         _check_finite(mean_loss, checkpointer, step)
         bar.set_postfix(loss=f"{mean_loss:.4f}")
-      if loop["batch"] == epoch_steps:
+      if loop.batch == epoch_steps:
         break  # the epoch-end checkpoint follows
       if save_now or stop:
-        loop.update(loss_sum=float(loss_sum), count=float(count))
-        checkpointer.save(task.runner.host_state(state), loop)
+        loop.loss_sum, loop.count = float(loss_sum), float(count)
+        checkpointer.save(task.runner.host_state(state), dataclasses.asdict(loop))
       if stop:
         raise _preempted(checkpointer, step, workdir)
     _count_finished(bar, running)
-  loop.update(loss_sum=float(loss_sum), count=float(count))
-  _check_finite(loop["loss_sum"] / loop["count"], checkpointer,
-                epochs.steps_before(epoch) + loop["batch"])
+  loop.loss_sum, loop.count = float(loss_sum), float(count)
+  _check_finite(loop.loss_sum / loop.count, checkpointer, loop.step(epochs))
   return state, stop
 
 
-def _end_epoch(task: Task, host_state: steps.TrainState, loop: dict[str, Any],
+def _end_epoch(task: Task, host_state: steps.TrainState, loop: LoopPosition,
                checkpointer: Checkpointer, workdir: Path, epoch_time_s: float) -> dict[str, Any]:
   """Evaluates the finished epoch, records it and checkpoints it (with its
   score); returns its metrics.jsonl record."""
-  epoch = loop["epoch"]
-  train_loss = loop["loss_sum"] / loop["count"]
-  metrics = task.evaluate(host_state)
+  epoch = loop.epoch
+  train_loss = loop.loss_sum / loop.count
+  metrics = task.epoch_metrics(host_state)
   record = {"epoch": epoch, "step": int(host_state.step), "train_loss": train_loss, **metrics,
             "epoch_time_s": epoch_time_s}
   score = task.score(metrics)
-  if loop["best"] is None or score > loop["best"]["score"]:
-    loop["best"] = {"epoch": epoch, "step": record["step"], "score": score, **metrics}
-  loop.update(epoch=epoch + 1, batch=0, loss_sum=0.0, count=0.0,
-              history=loop["history"] + [record])
-  checkpointer.save(host_state, loop, score=score)
+  if loop.best is None or score > loop.best["score"]:
+    loop.best = {"epoch": epoch, "step": record["step"], "score": score, **metrics}
+  loop.epoch, loop.batch, loop.loss_sum, loop.count = epoch + 1, 0, 0.0, 0.0
+  loop.history = loop.history + [record]
+  checkpointer.save(host_state, dataclasses.asdict(loop), score=score)
   checkpointer.wait()
   if parallel.is_main_process():
     with open(workdir / "metrics.jsonl", "a") as f:

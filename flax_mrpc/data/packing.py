@@ -29,7 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
-from flax_mrpc import batching
+from flax_mrpc.data import batching
 
 PAIRS_PER_ROW = 8  # slots per row; MRPC pairs are rarely shorter than 16 tokens
 

@@ -39,7 +39,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from flax_mrpc import steps
+from flax_mrpc.training import steps
 
 MODES = ("auto", "none", "pmap", "sharding")
 _AXIS = "data"

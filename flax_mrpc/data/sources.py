@@ -1,11 +1,11 @@
 """MRPC from this project's reader, tensorflow-datasets or Hugging Face `datasets`.
 
 `load(source, data_dir)` returns the same `{"train", "validation", "test"}`
-lists of `data.Example` from every source: pairs in the original files'
+lists of `Example` from every source: pairs in the original files'
 order, `idx` the 0-based row in the split. So a run gives the same result
 whichever source it reads.
 
-  local  `data.load_splits` on `--data-dir` / `$FLAX_MRPC_DATA_DIR`, else the
+  local  `mrpc.load_splits` on `--data-dir` / `$FLAX_MRPC_DATA_DIR`, else the
          download cache (the core install; no extra needed).
   tfds   TFDS's `glue/mrpc` builder, written as array_record and read with
          its data source (no TensorFlow needed): `pip install 'flax_mrpc[tfds]'`.
@@ -24,14 +24,15 @@ import csv
 import os
 from pathlib import Path
 
-from flax_mrpc import data
+from flax_mrpc.data import download, mrpc
+from flax_mrpc.data.examples import SPLITS, DataError, Example
 
 SOURCES = ("local", "tfds", "hf")
-_ORIGINAL_FILES = {"train": data.TRAIN_FILE, "test": data.TEST_FILE, "dev_ids": data.DEV_IDS_FILE}
+_ORIGINAL_FILES = {"train": mrpc.TRAIN_FILE, "test": mrpc.TEST_FILE, "dev_ids": mrpc.DEV_IDS_FILE}
 
 
 def load(source: str, data_dir: str | os.PathLike | None = None,
-         cache_dir: str | os.PathLike | None = None) -> dict[str, list[data.Example]]:
+         cache_dir: str | os.PathLike | None = None) -> dict[str, list[Example]]:
   """The three MRPC splits from `source` (one of `SOURCES`).
 
   Args:
@@ -42,8 +43,8 @@ def load(source: str, data_dir: str | os.PathLike | None = None,
       folders when None); unused by "local".
   """
   if source == "local":
-    return data.load_splits(data.find_data_dir(data_dir))
-  folder = data.given_data_dir(data_dir)
+    return mrpc.load_splits(download.find_data_dir(data_dir))
+  folder = mrpc.given_data_dir(data_dir)
   files = _original_files(folder) if folder else None
   if source == "tfds":
     return _load_tfds(files, cache_dir)
@@ -56,24 +57,24 @@ def _original_files(folder: Path) -> dict[str, str]:
   files = {key: folder / name for key, name in _ORIGINAL_FILES.items()}
   missing = [str(path) for path in files.values() if not path.is_file()]
   if missing:
-    raise data.DataError(
+    raise DataError(
         f"the tfds and hf sources read Microsoft's original MRPC files; missing: "
         f"{', '.join(missing)}. Point --data-dir at a folder with them, or use --data-source local.")
   return {key: str(path) for key, path in files.items()}
 
 
-def _missing_extra(extra: str, package: str) -> data.DataError:
-  return data.DataError(f"--data-source {extra} needs {package}: pip install 'flax_mrpc[{extra}]' "
+def _missing_extra(extra: str, package: str) -> DataError:
+  return DataError(f"--data-source {extra} needs {package}: pip install 'flax_mrpc[{extra}]' "
                         "(or use --data-source local).")
 
 
-def _examples(records) -> list[data.Example]:
+def _examples(records) -> list[Example]:
   """Examples in the order of each record's row in the original file."""
   rows = sorted(records, key=lambda r: r[3])
-  return [data.Example(s1, s2, label, i) for i, (s1, s2, label, _) in enumerate(rows)]
+  return [Example(s1, s2, label, i) for i, (s1, s2, label, _) in enumerate(rows)]
 
 
-def _load_tfds(files: dict[str, str] | None, cache_dir) -> dict[str, list[data.Example]]:
+def _load_tfds(files: dict[str, str] | None, cache_dir) -> dict[str, list[Example]]:
   try:
     import tensorflow_datasets as tfds
     import tensorflow_datasets.text.glue  # noqa: F401  (registers glue without TensorFlow)
@@ -91,7 +92,7 @@ def _load_tfds(files: dict[str, str] | None, cache_dir) -> dict[str, list[data.E
       name: _examples(
           (r["sentence1"].decode(), r["sentence2"].decode(), int(r["label"]), int(r["idx"]))
           for r in splits[name])
-      for name in data.SPLITS
+      for name in SPLITS
   }
 
 
@@ -109,7 +110,7 @@ class _LocalDownloads:
     return getattr(self._manager, name)
 
 
-def _load_hf(files: dict[str, str] | None, cache_dir) -> dict[str, list[data.Example]]:
+def _load_hf(files: dict[str, str] | None, cache_dir) -> dict[str, list[Example]]:
   try:
     import datasets
   except ImportError:
@@ -118,15 +119,15 @@ def _load_hf(files: dict[str, str] | None, cache_dir) -> dict[str, list[data.Exa
     glue = datasets.load_dataset("nyu-mll/glue", "mrpc", cache_dir=cache_dir)
     return {
         name: _examples((r["sentence1"], r["sentence2"], r["label"], r["idx"]) for r in glue[name])
-        for name in data.SPLITS
+        for name in SPLITS
     }
-  columns = datasets.Features({name: datasets.Value("string") for name in data.HEADER})
+  columns = datasets.Features({name: datasets.Value("string") for name in mrpc.HEADER})
   tables = datasets.load_dataset(
       "csv", data_files={"train": files["train"], "test": files["test"]}, cache_dir=cache_dir,
       delimiter="\t", quoting=csv.QUOTE_NONE, encoding="utf-8-sig", keep_default_na=False,
       features=columns)
-  dev_ids = set(data.read_dev_ids(Path(files["dev_ids"])))
-  records = {name: [] for name in data.SPLITS}
+  dev_ids = set(mrpc.read_dev_ids(Path(files["dev_ids"])))
+  records = {name: [] for name in SPLITS}
   for table in ("train", "test"):
     for row, r in enumerate(tables[table]):
       pair = (r["#1 ID"], r["#2 ID"])

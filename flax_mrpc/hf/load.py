@@ -2,7 +2,7 @@
 
 A checkpoint is a folder with `config.json`, `model.safetensors` (or
 `pytorch_model.bin`, which needs torch) and its tokenizer files, or a hub id
-when online. Its `model_type` picks the family (`flax_mrpc.families`: bert,
+when online. Its `model_type` picks the family (`flax_mrpc.hf.families`: bert,
 roberta, xlm-roberta, distilbert, electra, deberta-v2), whose config
 translation gives the `ModelConfig` and whose explicit weight names map every
 weight onto `PairClassifier`. A checkpoint with a 2-label sequence-classification head
@@ -20,14 +20,14 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flax_mrpc import pretrained_workdir
+from flax_mrpc import weights
 from flax_mrpc.config import Config, ModelConfig
-from flax_mrpc.families import FAMILIES
-from flax_mrpc.families.common import PretrainedError
+from flax_mrpc.hf.families import FAMILIES
+from flax_mrpc.hf.families.common import PretrainedError
+from flax_mrpc.modules import PairClassifier
 
 __all__ = ["PretrainedError", "configure", "load_into", "load_pretrained", "model_config",
            "read_weights", "recipe_learning_rate", "resolve"]
@@ -111,39 +111,30 @@ def load_into(model: nnx.Module, config: ModelConfig, checkpoint: Path,
   _, family = _hf_config(checkpoint)
   source = source or str(checkpoint)
   stored = read_weights(checkpoint)
-  weights = {name.removeprefix(family.PREFIX): value for name, value in stored.items()}
+  by_name = {name.removeprefix(family.PREFIX): value for name, value in stored.items()}
   names = family.encoder_names(config)
   head = family.head_names(config)
-  has_head = any(hf_name in weights for hf_name, _ in head.values())
+  has_head = any(hf_name in by_name for hf_name, _ in head.values())
   if has_head:
     names |= head
-  flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-  missing, mis_shaped = [], []
-  for path, (hf_name, convert) in names.items():
-    if hf_name not in weights:
-      missing.append(hf_name)
-      continue
-    value = convert(weights[hf_name])
-    current = flat[path].get_value()
-    if value.shape != current.shape:
-      mis_shaped.append(f"{hf_name}: {weights[hf_name].shape} in the {source}, "
-                        f"{current.shape} expected")
-      continue
-    flat[path].set_value(jnp.asarray(value, current.dtype))
+  missing = [hf_name for hf_name, _ in names.values() if hf_name not in by_name]
+  arrays = {path: convert(by_name[hf_name]) for path, (hf_name, convert) in names.items()
+            if hf_name in by_name}
+  mis_shaped = [f"{names[path][0]}: {by_name[names[path][0]].shape} in the {source}, "
+                f"{expected} expected"
+                for path, expected in weights.mismatches(model, arrays).items()]
   used = {hf_name for hf_name, _ in names.values()}
-  unexpected = [name for name in weights if name not in used and not name.startswith(
+  unexpected = [name for name in by_name if name not in used and not name.startswith(
       family.UNUSED)]
   problems = _problems(missing, unexpected, mis_shaped)
   if problems:
     raise PretrainedError(f"the {source} does not fit the model:\n  " + "\n  ".join(problems))
-  nnx.update(model, nnx.from_flat_state(flat))
+  weights.assign(model, arrays)
   return has_head
 
 
 def load_pretrained(name_or_path: str, max_length: int, seed: int = 0, **overrides):
   """(PairClassifier with the checkpoint's weights, its ModelConfig, its folder)."""
-  from flax_mrpc.modules import PairClassifier
-
   checkpoint = resolve(name_or_path)
   config = model_config(checkpoint, max_length, **overrides)
   model = PairClassifier(config, rngs=nnx.Rngs(params=seed))
@@ -154,19 +145,8 @@ def load_pretrained(name_or_path: str, max_length: int, seed: int = 0, **overrid
 def configure(config: Config, **model_overrides) -> Config:
   """`config` with its model fields taken from `config.train.pretrained` (a
   folder or hub id, resolved to a folder) and its tokenizer from there;
-  `model_overrides` (e.g. dropout) are applied on top. From a pretraining
-  workdir of this project (`flax_mrpc.pretrained_workdir`) come all model
-  fields but the match embedding, a fine-tuning feature that pretraining
-  has only with `pretrain_match`: that one stays `config`'s."""
+  `model_overrides` (e.g. dropout) are applied on top."""
   checkpoint = resolve(config.train.pretrained)
-  if pretrained_workdir.is_pretrain_workdir(checkpoint):
-    saved = pretrained_workdir.saved_config(checkpoint)
-    model = dataclasses.replace(saved.model, **(
-        {"match_embedding": config.model.match_embedding} | model_overrides))
-    train = dataclasses.replace(config.train, pretrained=str(checkpoint),
-                                tokenizer=str(checkpoint / "tokenizer"),
-                                lowercase=saved.train.lowercase)
-    return dataclasses.replace(config, model=model, train=train)
   model = model_config(checkpoint, config.model.max_length, **model_overrides)
   train = dataclasses.replace(config.train, pretrained=str(checkpoint),
                               tokenizer=str(checkpoint))

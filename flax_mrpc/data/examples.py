@@ -1,0 +1,27 @@
+"""What every reader yields: `Example(sentence1, sentence2, label, idx)` in the
+GLUE / Hugging Face schema, and `DataError`, the one error for a missing or
+malformed data file."""
+
+from __future__ import annotations
+
+import dataclasses
+
+SPLITS = ("train", "validation", "test")
+UNLABELLED = -1
+
+
+class DataError(ValueError):
+  """A data file is missing or malformed: one message per problem, each
+  naming the file (and line) and the fix."""
+
+  def __init__(self, *problems: str):
+    super().__init__("\n".join(problems))
+    self.problems = list(problems)
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  sentence1: str
+  sentence2: str
+  label: int  # 1 paraphrase, 0 not, UNLABELLED (-1) when the split has no labels
+  idx: int

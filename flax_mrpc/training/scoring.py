@@ -1,0 +1,58 @@
+"""Scoring encoded pairs with a compiled eval step: in batches, padded or
+packed, in one order or averaged over both (`TrainConfig.symmetric_eval`).
+Training scores validation and test with these; `inference.TrainedModel`
+scores a user's pairs."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from flax import nnx
+
+from flax_mrpc.data import batching, packing, tokenization
+from flax_mrpc.data.examples import Example
+
+
+def predict_probabilities(
+    eval_fn, params: nnx.State, split: tokenization.EncodedSplit, batch_size: int,
+    pad_multiple: int | None = None, pack: bool = False,
+) -> np.ndarray:
+  """[n] paraphrase probabilities of an encoded split, in its order, with a
+  jitted `steps.eval_step`. With `pad_multiple`, pairs are batched shortest
+  first and each batch is cut to its longest pair (see `batching.batches`);
+  with `pack`, they are packed into batches of `batch_size` rows (see
+  `packing`)."""
+  features = split.features()
+  lengths = features["attention_mask"].sum(axis=1)
+  if pack:
+    rows = packing.pack_rows(lengths, np.arange(len(split)), features["input_ids"].shape[1])
+    order = np.concatenate(rows)
+    out = np.concatenate([np.asarray(eval_fn(params, batch))[batch["weights"] > 0] for batch in
+                          packing.packed_batches(features, rows, batch_size)])
+  else:
+    order = np.argsort(lengths, kind="stable") if pad_multiple else np.arange(len(split))
+    out = np.concatenate([np.asarray(eval_fn(params, batch)) for batch in
+                          batching.batches(features, batch_size, order, pad_multiple)])
+  probabilities = np.empty(len(split), np.float32)
+  probabilities[order] = out[: len(split)]
+  return probabilities
+
+
+def pair_probabilities(
+    eval_fn, params: nnx.State, views: Sequence[tokenization.EncodedSplit], batch_size: int,
+    pad_multiple: int | None = None, pack: bool = False,
+) -> np.ndarray:
+  """[n] mean of `predict_probabilities` over encodings of the same n pairs:
+  one view, or (sentence1, sentence2) and (sentence2, sentence1) for a
+  symmetric score (`TrainConfig.symmetric_eval`)."""
+  return np.mean([predict_probabilities(eval_fn, params, view, batch_size, pad_multiple, pack)
+                  for view in views], axis=0)
+
+
+def encode_views(tokenizer, examples: Sequence[Example], max_length: int,
+                 symmetric: bool) -> list[tokenization.EncodedSplit]:
+  """The encodings `pair_probabilities` averages: the pairs as given and, if
+  `symmetric`, swapped."""
+  return [tokenization.encode_pairs(tokenizer, examples, max_length, swap=swap)
+          for swap in ((False, True) if symmetric else (False,))]
