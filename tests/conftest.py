@@ -11,19 +11,23 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="flax
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-_DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc"
-
 
 @pytest.fixture(scope="session")
 def mrpc_dir() -> Path:
-  """The real MRPC files: $FLAX_MRPC_DATA_DIR, else ../shared/data/mrpc."""
+  """The real MRPC files: $FLAX_MRPC_DATA_DIR, else the download cache that
+  `train` uses (downloaded on first use); skips when offline without them."""
+  from flax_mrpc.data import download
+  from flax_mrpc.data.examples import DataError
+
   if os.environ.get("FLAX_MRPC_DATA_DIR"):
     path = Path(os.environ["FLAX_MRPC_DATA_DIR"])
     assert path.is_dir(), f"FLAX_MRPC_DATA_DIR={path} is not a folder"
     return path
-  if not _DEFAULT_DATA.is_dir():
-    pytest.skip("real MRPC files not found: set FLAX_MRPC_DATA_DIR")
-  return _DEFAULT_DATA
+  try:
+    return download.find_data_dir(None)
+  except DataError as e:
+    pytest.skip(f"the MRPC files are neither downloadable nor in the cache ({e.problems[0]}); "
+                "set FLAX_MRPC_DATA_DIR to a folder holding them")
 
 
 @pytest.fixture(scope="session")

@@ -282,3 +282,19 @@ def test_a_resumed_run_reads_its_saved_vocabulary(mrpc_dir, tmp_path):
   assert result["tokenizer_vocab_size"] == len(tokens)
   train.train_and_evaluate(config, tmp_path, mrpc_dir, overwrite=True, progress=False)
   assert "qqqzzz" not in vocab.read_text().splitlines()  # --overwrite learns it afresh
+
+
+def test_predict_on_a_damaged_checkpoint_names_it_and_the_fix(mrpc_dir, tmp_path, capsys):
+  workdir = tmp_path / "run"
+  assert train.main(["--preset", "tiny", "--epochs", "1", "--set", "train_fraction=0.1",
+                     "--no-progress", "--data-dir", str(mrpc_dir), "--workdir",
+                     str(workdir)]) == 0
+  (checkpoint,) = (workdir / "checkpoints").iterdir()
+  for f in (checkpoint / "meta").rglob("*"):
+    if f.is_file():
+      f.write_text("")
+  capsys.readouterr()
+  assert predict.main(["--workdir", str(workdir), "--pair", "He left.", "He went away."]) == 2
+  (line,) = capsys.readouterr().err.splitlines()  # no absl or orbax lines
+  assert line.startswith(f"error: {checkpoint}: this checkpoint is damaged") and (
+      "Delete that folder, then rerun the training command" in line)

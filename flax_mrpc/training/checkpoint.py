@@ -106,8 +106,8 @@ class Checkpointer:
     return CheckpointError(
         f"{path}: this checkpoint is damaged and cannot be read ({type(error).__name__}: "
         f"{error}). Delete that folder, then rerun the training command: it resumes from the "
-        f"checkpoint before it (delete {path.parents[1] / 'results.json'} first if the run "
-        "had finished).")
+        f"checkpoint before it, if there is one (delete {path.parents[1] / 'results.json'} "
+        "first if the run had finished).")
 
   def latest_meta(self) -> dict[str, Any] | None:
     """The meta item of the newest checkpoint (None when there is none).
