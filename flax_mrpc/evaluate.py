@@ -12,6 +12,7 @@ from typing import Sequence
 
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
 from flax_mrpc.data import sources
+from flax_mrpc.data.examples import UNLABELLED, DataError
 from flax_mrpc.inference import load_trained
 from flax_mrpc.training.metrics import classification_metrics
 
@@ -25,8 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     trained = load_trained(args.workdir)
     examples = sources.load("local", args.data_dir)[args.split]
-    if any(e.label == examples.UNLABELLED for e in examples):
-      raise examples.DataError(f"the {args.split} split has no labels; use flax_mrpc.predict.")
+    if any(e.label == UNLABELLED for e in examples):
+      raise DataError(f"the {args.split} split has no labels; use flax_mrpc.predict.")
     probabilities = trained.probabilities(examples)
   except ValueError as e:
     return cli.report(e)

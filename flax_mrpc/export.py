@@ -9,7 +9,7 @@ paraphrase), `model.safetensors` and the tokenizer's files, so that
 it as a 2-label classifier whose softmax[:, 1] is this project's
 probability. A run fine-tuned from a checkpoint keeps that checkpoint's
 config.json and family; a from-scratch run becomes a BERT, where its config
-maps onto one (`families.bert.hf_config` names the fields that do not).
+maps onto one (`hf.families.bert.hf_config` names the fields that do not).
 
 A pretraining workdir (`flax_mrpc.pretrain`) becomes a `BertForMaskedLM`:
 `transformers.AutoModelForMaskedLM.from_pretrained(DIR)` loads it with its

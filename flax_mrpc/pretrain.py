@@ -5,9 +5,9 @@
 
 BERT's recipe, on this project's own encoder (`modules.MaskedLM`, the head
 tied to the word embeddings): a WordPiece vocabulary learned on the corpus
-(`corpus`; by default MRPC's train sentences), pairs of consecutive lines
+(`data.corpus`; by default MRPC's train sentences), pairs of consecutive lines
 packed into rows of `max_length` tokens, BERT's 15% masking with 80/10/10
-(`masking`), and the fine-tuning loop (`loop.run_epochs`): the same optax
+(`data.masking`), and the fine-tuning loop (`training.loop.run_epochs`): the same optax
 optimizer and schedule, orbax checkpoints, exact resume, preemption, and
 jit/pmap/mesh over one or several hosts. After each epoch the masked-token
 loss and accuracy are measured on MRPC's validation pairs (masked the same
@@ -19,7 +19,8 @@ fine-tunes its encoder with the default recipe, and `export --workdir
 WORKDIR` writes it as a Hugging Face `BertForMaskedLM`.
 
 A fine-tuning config with `pretrain_epochs` above 0 (`train --set
-pretrain_epochs=N`) runs this first in its own `workdir/pretrain`, once.
+pretrain_epochs=N`) runs this first in its own `workdir/pretrain`, once. The
+work itself is `training.pretraining`; this module is the command.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ def _round_trip(workdir: Path, args: list[str], mrpc_dir, splits, tmp_path) -> N
   np.testing.assert_allclose(_transformers_probabilities(out, pairs), ours, atol=1e-4)
 
 
+@pytest.mark.slow  # end to end through train.main and export.main
 @pytest.mark.parametrize("family", sorted(hf_models.CONFIGS))
 def test_a_fine_tuned_family_exports_with_the_same_probabilities(family, mrpc_dir, splits,
                                                                  tmp_path):
@@ -60,6 +61,7 @@ def test_a_fine_tuned_family_exports_with_the_same_probabilities(family, mrpc_di
               tmp_path)
 
 
+@pytest.mark.slow  # end to end through train.main and export.main
 def test_a_from_scratch_run_exports_as_bert(mrpc_dir, splits, tmp_path):
   _round_trip(tmp_path / "run", ["--preset", "tiny", *FEW_STEPS, "--set", "pooler=true"],
               mrpc_dir, splits, tmp_path)

@@ -83,18 +83,18 @@ def read_weights(checkpoint: Path) -> dict[str, np.ndarray]:
   if safetensors_path.is_file():
     from safetensors.numpy import load_file
 
-    weights = load_file(str(safetensors_path))
+    stored = load_file(str(safetensors_path))
   elif torch_path.is_file():
     try:
       import torch
     except ImportError:
       raise PretrainedError(f"{torch_path} needs torch to read; install torch or convert the "
                             "checkpoint to model.safetensors.") from None
-    weights = {k: v.float().numpy() for k, v in
+    stored = {k: v.float().numpy() for k, v in
                torch.load(torch_path, map_location="cpu", weights_only=True).items()}
   else:
     raise PretrainedError(f"{checkpoint}: neither model.safetensors nor pytorch_model.bin.")
-  return {k: np.asarray(v, np.float32) for k, v in weights.items()}
+  return {k: np.asarray(v, np.float32) for k, v in stored.items()}
 
 
 def _problems(missing: list[str], unexpected: list[str], mis_shaped: list[str]) -> list[str]:
