@@ -107,6 +107,7 @@ def test_finetune_cli_from_a_checkpoint_folder_then_predict(random_bert, mrpc_di
       "learning_rate": recipe.learning_rate, "warmup_fraction": recipe.warmup_fraction,
       "pack": True, "batch_size": 32}
   assert "packed: " in proc.stderr
+  assert "absl" not in proc.stderr and "orbax" not in proc.stderr  # only the run's own lines
   assert config["model"]["d_model"] == 32 and config["model"]["max_positions"] == 64
   assert config["model"]["max_length"] == 32 and config["model"]["dropout"] == 0.0
   assert config["train"]["tokenizer"] == str(random_bert)
