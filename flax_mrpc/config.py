@@ -58,6 +58,12 @@ class ModelConfig:
   # numbers to every dimension, no segment embedding, no LayerNorm.
   seed_embedding: bool = False
   mask_attention: bool = True  # padded keys get zero weight; False attends to them (the seed)
+  # How scaled dot-product attention is computed: "einsum" (scores, mask,
+  # softmax, dropout as written), or `jax.nn.dot_product_attention` with
+  # implementation "xla", "cudnn" (fused on NVIDIA GPUs) or "auto" (JAX
+  # picks). The fused call has no dropout on the attention weights, so it
+  # needs attention_dropout 0; not for relative attention or mask_attention=false.
+  attention_implementation: Literal["einsum", "xla", "cudnn", "auto"] = "einsum"
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
 
   @property
@@ -90,6 +96,16 @@ class ModelConfig:
       raise ValueError(f"norm must be 'post' or 'pre', got {self.norm!r}.")
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}.")
+    if self.attention_implementation not in ("einsum", "xla", "cudnn", "auto"):
+      raise ValueError("attention_implementation must be 'einsum', 'xla', 'cudnn' or 'auto', "
+                       f"got {self.attention_implementation!r}.")
+    if self.attention_implementation != "einsum" and (
+        self.attention_dropout or self.relative_attention or not self.mask_attention):
+      raise ValueError(
+          f"attention_implementation={self.attention_implementation} calls "
+          "jax.nn.dot_product_attention, which has no dropout on the attention weights and "
+          "no relative positions: set attention_dropout=0, relative_attention=false and "
+          "mask_attention=true, or attention_implementation=einsum.")
 
 
 @dataclasses.dataclass(frozen=True)

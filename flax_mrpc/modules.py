@@ -128,19 +128,34 @@ class PreProcess(nnx.Module):
     return _dropout(x, self.dropout, rngs)
 
 
+def attended(attention_mask: jax.Array, query_positions: jax.Array | None = None) -> jax.Array:
+  """[batch, seq] segment ids -> [batch, 1, query, key] booleans: which keys
+  each query attends to, those of its own segment; the queries are every
+  position or the K positions `query_positions` [batch, K]. Padding queries
+  (segment 0) attend to every real key: their outputs are never read."""
+  query_segments = (attention_mask if query_positions is None
+                    else jnp.take_along_axis(attention_mask, query_positions, axis=1))
+  key_segments = attention_mask[:, None, None, :]
+  query_segments = query_segments[:, None, :, None]
+  return (key_segments > 0) & ((key_segments == query_segments) | (query_segments == 0))
+
+
 class MultiHeadAttention(nnx.Module):
   """Scaled dot-product self-attention with q, k, v and output (`fc`) projections.
 
   A query attends to the keys of its own segment (`attention_mask`: 0 on
   padding, k on the k-th pair of a packed row), unless
   `config.mask_attention` is False: then every position is attended to, as
-  the seed does.
+  the seed does. `config.attention_implementation` other than "einsum"
+  computes the same through `jax.nn.dot_product_attention` (cuDNN's fused
+  kernel with "cudnn"), without attention dropout.
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     d = config.d_model
     self.num_heads = config.num_heads
     self.use_mask = config.mask_attention
+    self.implementation = config.attention_implementation
     self.q = _linear(d, d, config, rngs)
     self.k = _linear(d, d, config, rngs)
     self.v = _linear(d, d, config, rngs)
@@ -174,12 +189,7 @@ class MultiHeadAttention(nnx.Module):
     q, k = self._heads(self.q(queries)), self._heads(self.k(x))
     scores = self.scores(q, k, relative, query_positions, rngs)
     if self.use_mask:
-      query_segments = (attention_mask if query_positions is None
-                        else jnp.take_along_axis(attention_mask, query_positions, axis=1))
-      key_segments = attention_mask[:, None, None, :]
-      query_segments = query_segments[:, None, :, None]
-      # Padding queries (segment 0) attend to every real key: their outputs are never read.
-      keep = (key_segments > 0) & ((key_segments == query_segments) | (query_segments == 0))
+      keep = attended(attention_mask, query_positions)
       scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
     return jax.nn.softmax(scores, axis=-1)
 
@@ -190,6 +200,8 @@ class MultiHeadAttention(nnx.Module):
     """[batch, seq, hidden], [batch, seq] segment ids -> [batch, seq, hidden],
     or [batch, K, hidden] (the outputs at `query_positions` [batch, K] alone):
     the same values and dropout at a fraction of the work."""
+    if self.implementation != "einsum":
+      return self._fused(x, attention_mask, query_positions)
     weights = self.attention_weights(x, attention_mask, query_positions, relative,
                                      rngs).astype(x.dtype)
     b, h, _, s = weights.shape
@@ -199,6 +211,20 @@ class MultiHeadAttention(nnx.Module):
     out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
     b, h, s, dh = out.shape
     return self.fc(out.transpose(0, 2, 1, 3).reshape(b, s, h * dh))
+
+  def _fused(self, x: jax.Array, attention_mask: jax.Array,
+             query_positions: jax.Array | None) -> jax.Array:
+    """`__call__` through `jax.nn.dot_product_attention` (no attention dropout)."""
+    queries = x if query_positions is None else at_queries(x, query_positions)
+
+    def heads(y: jax.Array) -> jax.Array:  # [batch, seq, hidden] -> [batch, seq, heads, width]
+      return y.reshape(*y.shape[:2], self.num_heads, y.shape[-1] // self.num_heads)
+
+    out = jax.nn.dot_product_attention(
+        heads(self.q(queries)), heads(self.k(x)), heads(self.v(x)),
+        mask=attended(attention_mask, query_positions),
+        implementation=None if self.implementation == "auto" else self.implementation)
+    return self.fc(out.reshape(*out.shape[:2], -1))
 
 
 def log_bucket_positions(relative: np.ndarray, buckets: int, max_position: int) -> np.ndarray:

@@ -155,3 +155,54 @@ def test_packed_evaluation_scores_every_pair_in_order():
   padded = predict_probabilities(eval_fn, params, split, batch_size=4)
   packed_scores = predict_probabilities(eval_fn, params, split, batch_size=2, pack=True)
   np.testing.assert_allclose(packed_scores, padded, rtol=1e-5, atol=1e-6)
+
+
+FUSED_VARIANTS = ["post-LN, match embedding",
+                  "RoBERTa/ELECTRA: offset positions, no segments, projected embeddings"]
+
+
+def _logits_with(graphdef, params, batch, rngs):
+  model = nnx.merge(graphdef, params)
+  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+               batch.get("match_ids"), positions=batch.get("positions"),
+               first_positions=batch.get("first_positions"), rngs=rngs)
+
+
+@pytest.mark.parametrize("layout", ["one pair per row", "packed"])
+@pytest.mark.parametrize("variant", [VARIANTS[k] for k in FUSED_VARIANTS], ids=FUSED_VARIANTS)
+def test_dot_product_attention_gives_the_einsum_s_logits_and_gradients(variant, layout):
+  """`attention_implementation="xla"` (jax.nn.dot_product_attention) against
+  the einsum path: the same weights, masks and dropout on the hidden states."""
+  split = pairs()
+  if layout == "packed":
+    batch, _ = packed(split)
+  else:
+    batch = {k: jnp.asarray(v) for k, v in split.features().items()}
+    batch["weights"] = jnp.ones(N)
+  models = {}
+  for implementation in ("einsum", "xla"):
+    config = ModelConfig(**{**BASE, **variant, "dropout": 0.1,
+                            "attention_implementation": implementation})
+    graphdef, params = nnx.split(PairClassifier(config, rngs=nnx.Rngs(0)))
+    params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(1), x.shape),
+                          params)
+    models[implementation] = (graphdef, params)
+
+  def loss(graphdef, params, rngs):
+    return steps.weighted_bce_sum(_logits_with(graphdef, params, batch, rngs), batch["labels"],
+                                  batch["weights"], pos_weight=0.5)
+
+  for rngs in (None, 7):  # deterministic, then with dropout on the hidden states
+    einsum, fused = (_logits_with(*models[i], batch, rngs and nnx.Rngs(dropout=rngs))
+                     for i in ("einsum", "xla"))
+    np.testing.assert_allclose(np.asarray(fused), np.asarray(einsum), rtol=1e-5, atol=1e-5)
+  grads = [jax.grad(lambda p, g=models[i][0]: loss(g, p, nnx.Rngs(dropout=7)))(models[i][1])
+           for i in ("einsum", "xla")]  # with dropout on the hidden states
+  for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4)
+
+def test_dot_product_attention_refuses_attention_dropout_and_relative_attention():
+  for refused in ({"attention_dropout": 0.1}, VARIANTS["DeBERTa: relative attention"],
+                  {"mask_attention": False}):
+    with pytest.raises(ValueError, match="no dropout on the attention weights"):
+      ModelConfig(**{**BASE, **refused, "attention_implementation": "xla"})
