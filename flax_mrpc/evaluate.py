@@ -14,7 +14,7 @@ from flax_mrpc import cli  # first: it quiets transformers before that is import
 from flax_mrpc.data import sources
 from flax_mrpc.data.examples import UNLABELLED, DataError
 from flax_mrpc.inference import load_trained
-from flax_mrpc.training.metrics import classification_metrics
+from flax_mrpc.training.metrics import at_threshold
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probabilities = trained.probabilities(examples)
   except ValueError as e:
     return cli.report(e)
-  metrics = classification_metrics([e.label for e in examples], probabilities >= 0.5)
+  metrics = at_threshold([e.label for e in examples], probabilities)
   print(json.dumps({"split": args.split, "best_epoch": trained.best_epoch, **metrics}, indent=2))
   return 0
 

@@ -25,10 +25,11 @@ def assign(module: nnx.Module, arrays: dict[Path, Any]) -> None:
   """Sets `module`'s parameter at each path of `arrays` to that array, cast
   to the parameter's dtype, in place. Raises ValueError if any path is
   missing or mis-shaped (check with `mismatches` first to name them)."""
-  wrong = mismatches(module, arrays)
+  flat = dict(nnx.to_flat_state(nnx.state(module, nnx.Param)))
+  wrong = [path for path, array in arrays.items()
+           if path not in flat or flat[path].get_value().shape != array.shape]
   if wrong:
     raise ValueError(f"no parameter of that shape at: {sorted(map(str, wrong))}")
-  flat = dict(nnx.to_flat_state(nnx.state(module, nnx.Param)))
   for path, array in arrays.items():
     flat[path].set_value(jnp.asarray(array, flat[path].get_value().dtype))
   nnx.update(module, nnx.from_flat_state(flat))

@@ -29,8 +29,8 @@ def _cycle(graph) -> list[str] | None:
   def visit(module: str, path: list[str]) -> list[str] | None:
     state[module] = "open"
     for imported in sorted(graph.find_modules_directly_imported_by(module)):
-      if state.get(imported) == "open":
-        return path[path.index(imported):] + [imported] if imported in path else [module, imported]
+      if state.get(imported) == "open":  # on the path: the path closes a cycle
+        return path[path.index(imported):] + [imported]
       if imported not in state and (found := visit(imported, path + [imported])):
         return found
     state[module] = "done"

@@ -53,11 +53,11 @@ def packed(split, rows_per_batch=8):
   return {k: jnp.asarray(v) for k, v in batch.items()}, np.concatenate(rows)
 
 
-def _logits(graphdef, params, batch):
+def _logits(graphdef, params, batch, rngs=None):
   model = nnx.merge(graphdef, params)
   return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                batch["match_ids"], positions=batch.get("positions"),
-               first_positions=batch.get("first_positions"))
+               first_positions=batch.get("first_positions"), rngs=rngs)
 
 
 @pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
@@ -161,13 +161,6 @@ FUSED_VARIANTS = ["post-LN, match embedding",
                   "RoBERTa/ELECTRA: offset positions, no segments, projected embeddings"]
 
 
-def _logits_with(graphdef, params, batch, rngs):
-  model = nnx.merge(graphdef, params)
-  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-               batch.get("match_ids"), positions=batch.get("positions"),
-               first_positions=batch.get("first_positions"), rngs=rngs)
-
-
 @pytest.mark.parametrize("layout", ["one pair per row", "packed"])
 @pytest.mark.parametrize("variant", [VARIANTS[k] for k in FUSED_VARIANTS], ids=FUSED_VARIANTS)
 def test_dot_product_attention_gives_the_einsum_s_logits_and_gradients(variant, layout):
@@ -189,11 +182,11 @@ def test_dot_product_attention_gives_the_einsum_s_logits_and_gradients(variant, 
     models[implementation] = (graphdef, params)
 
   def loss(graphdef, params, rngs):
-    return steps.weighted_bce_sum(_logits_with(graphdef, params, batch, rngs), batch["labels"],
+    return steps.weighted_bce_sum(_logits(graphdef, params, batch, rngs), batch["labels"],
                                   batch["weights"], pos_weight=0.5)
 
   for rngs in (None, 7):  # deterministic, then with dropout on the hidden states
-    einsum, fused = (_logits_with(*models[i], batch, rngs and nnx.Rngs(dropout=rngs))
+    einsum, fused = (_logits(*models[i], batch, rngs and nnx.Rngs(dropout=rngs))
                      for i in ("einsum", "xla"))
     np.testing.assert_allclose(np.asarray(fused), np.asarray(einsum), rtol=1e-5, atol=1e-5)
   grads = [jax.grad(lambda p, g=models[i][0]: loss(g, p, nnx.Rngs(dropout=7)))(models[i][1])
