@@ -23,8 +23,9 @@ from typing import Any, Callable, Sequence
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 logging.getLogger("absl").setLevel(logging.CRITICAL)
 
-from flax_mrpc.config import PRESETS, Config, ModelConfig, PretrainConfig, TrainConfig  # noqa: E402
-from flax_mrpc.data import sources  # noqa: E402
+from flax_mrpc.config import (PRESETS, Config, ModelConfig, PretrainConfig,  # noqa: E402
+                              TaskConfig, TrainConfig)
+from flax_mrpc.data import sources, tasks  # noqa: E402
 from flax_mrpc.training import parallel  # noqa: E402
 from flax_mrpc.training.loop import EXIT_PREEMPTED, Preempted  # noqa: E402
 
@@ -41,8 +42,10 @@ def report(error: Exception) -> int:
 
 def _field_types() -> dict[str, Any]:
   """{field name: annotated type} of every config section."""
-  return {name: hint for section in (ModelConfig, TrainConfig, PretrainConfig)
-          for name, hint in typing.get_type_hints(section).items()}
+  hints = {name: hint for section in (ModelConfig, TrainConfig, PretrainConfig, TaskConfig)
+           for name, hint in typing.get_type_hints(section).items()}
+  return {name: hint for name, hint in hints.items()  # a task's files and labels: their flags
+          if name not in ("task", "labels", "columns") and not name.endswith("_file")}
 
 
 def _convert(item: str, name: str, raw: str, hint: Any) -> Any:
@@ -102,10 +105,56 @@ def add_config_arguments(parser: argparse.ArgumentParser,
                       help="reader of the MRPC files: this project's (local), "
                            "tensorflow-datasets (tfds) or Hugging Face datasets (hf) "
                            "(default: %(default)s)")
+  add_task_arguments(parser)
   common.add_argument("--overwrite", action="store_true",
                       help="start afresh: remove the outputs and checkpoints in --workdir "
                            "(by default an unfinished run there is resumed)")
   return common
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+  """The flags that choose the task: a GLUE pair task, or the user's files."""
+  group = parser.add_argument_group(
+      "task", "MRPC by default; another GLUE pair task; or your own TSV, CSV or JSONL files "
+      "with a header")
+  group.add_argument("--task", choices=tasks.TASKS[:-1], metavar="NAME",
+                     help=f"a GLUE pair task: {', '.join(tasks.TASKS[:-1])} (default: mrpc; "
+                          "GLUE TSV files in --data-dir, or --data-source hf/tfds)")
+  group.add_argument("--train-file", metavar="FILE", help="your train pairs (.tsv, .csv, .jsonl)")
+  group.add_argument("--validation-file", metavar="FILE",
+                     help="your validation pairs: they pick the best epoch")
+  group.add_argument("--test-file", metavar="FILE",
+                     help="your test pairs, scored once with the best epoch (labels optional)")
+  group.add_argument("--columns", metavar="A,B,LABEL", default="sentence1,sentence2,label",
+                     help="the header names of the two sentences and the label "
+                          "(default: %(default)s)")
+  group.add_argument("--regression", action="store_true",
+                     help="the labels are numbers to predict (mean squared error), not classes")
+  group.add_argument("--symmetric", action="store_true",
+                     help="the relation holds both ways (duplicates, similarity): score each "
+                          "pair in both orders")
+
+
+def task_from_args(args: argparse.Namespace) -> TaskConfig:
+  """The TaskConfig the flags of `add_task_arguments` choose."""
+  files = (args.train_file, args.validation_file, args.test_file)
+  if not any(files):
+    if args.regression or args.symmetric or args.columns != "sentence1,sentence2,label":
+      raise ValueError("--columns, --regression and --symmetric describe your own files: pass "
+                       "them with --train-file and --validation-file.")
+    return tasks.glue_task(args.task or "mrpc")
+  if args.task:
+    raise ValueError("--task names a GLUE task; your own files (--train-file) are a task of "
+                     "their own: drop --task.")
+  if not (args.train_file and args.validation_file):
+    raise ValueError("your own data needs --train-file and --validation-file (--test-file is "
+                     "optional).")
+  columns = tuple(args.columns.split(","))
+  if len(columns) != 3 or not all(columns):
+    raise ValueError(f"--columns {args.columns!r}: expected three names, "
+                     "SENTENCE1,SENTENCE2,LABEL.")
+  return tasks.files_task(*files, columns=columns, regression=args.regression,
+                          symmetric=args.symmetric)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -64,6 +64,9 @@ class ModelConfig:
   # picks). The fused call has no dropout on the attention weights, so it
   # needs attention_dropout 0; not for relative attention or mask_attention=false.
   attention_implementation: Literal["einsum", "xla", "cudnn", "auto"] = "einsum"
+  # Outputs of the classifier: 1 (a binary task's logit, or a regression
+  # score) or the number of classes (`TaskConfig.num_outputs`).
+  num_labels: int = 1
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
 
   @property
@@ -82,6 +85,8 @@ class ModelConfig:
       raise ValueError(
           f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})."
       )
+    if self.num_labels < 1:
+      raise ValueError(f"num_labels must be at least 1, got {self.num_labels}.")
     if self.activation not in ("relu", "gelu"):
       raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}.")
     if self.relative_attention and not (
@@ -122,8 +127,9 @@ class TrainConfig:
   patience: int | None = None  # stop after this many epochs without a better validation score
   pos_weight: float | None = None  # BCE weight of the positive class; None = unweighted
   swap_augment: bool = False  # also train on (sentence2, sentence1)
-  # Score each pair as the mean probability of both orders (validation, test, predict).
-  symmetric_eval: bool = False
+  # Score each pair of a symmetric task (`TaskConfig.symmetric`) as the mean
+  # of both orders (validation, test, predict); false: the given order only.
+  symmetric_eval: bool = True
   train_fraction: float = 1.0  # train on a random subset of this share of the train split
   # Dynamic padding: cut each batch to its longest pair rounded up to this
   # multiple (one compiled step per length); None pads to model.max_length.
@@ -138,6 +144,9 @@ class TrainConfig:
   # A Hugging Face BERT checkpoint (folder or hub id) whose weights start the
   # encoder; its config replaces the model fields and its tokenizer is used.
   pretrained: str | None = None
+  # Train a fresh classification head even where the checkpoint has one
+  # (needed when its head has another number of labels than the task).
+  fresh_head: bool = False
   lowercase: bool = True
   seed: int = 0
 
@@ -192,13 +201,79 @@ class PretrainConfig:
       raise ValueError(f"mask_rate must be in (0, 1), got {self.mask_rate}.")
 
 
+METRICS = ("accuracy_f1", "accuracy", "correlation")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+  """What a run predicts from a pair and how it is scored (`flax_mrpc.data.tasks`).
+
+  `labels` are the class names in the head's order; two make a binary task
+  (one logit, its sigmoid the probability of `labels[1]`), more a softmax
+  over them, none a regression (one score, mean squared error). `metric` is
+  GLUE's: "accuracy_f1" (MRPC, QQP: their mean picks the best epoch),
+  "accuracy", or "correlation" (STS-B: the mean of Pearson and Spearman).
+  `symmetric`: the relation holds both ways (paraphrase, duplicates,
+  similarity), so a pair may be scored in both orders. The `*_file` fields
+  and `columns` say where a "files" task's examples are.
+  """
+
+  task: str = "mrpc"  # a GLUE pair task, or "files": the user's own files
+  labels: tuple[str, ...] = ("0", "1")
+  metric: Literal["accuracy_f1", "accuracy", "correlation"] = "accuracy_f1"
+  symmetric: bool = True
+  train_file: str | None = None
+  validation_file: str | None = None
+  test_file: str | None = None
+  columns: tuple[str, str, str] = ("sentence1", "sentence2", "label")
+
+  @property
+  def outputs(self) -> Literal["binary", "classes", "regression"]:
+    """What the head emits: one logit, a logit per class, or a score."""
+    return "regression" if not self.labels else "binary" if len(self.labels) == 2 else "classes"
+
+  @property
+  def num_outputs(self) -> int:
+    return len(self.labels) if self.outputs == "classes" else 1
+
+  def __post_init__(self):
+    object.__setattr__(self, "labels", tuple(self.labels))
+    object.__setattr__(self, "columns", tuple(self.columns))
+    if len(self.labels) == 1 or len(set(self.labels)) != len(self.labels):
+      raise ValueError(f"a task needs two or more distinct labels (or none, for regression), "
+                       f"got {list(self.labels)}.")
+    if self.metric not in METRICS:
+      raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}.")
+    if (self.metric == "correlation") != (not self.labels):
+      raise ValueError("the correlation metric goes with regression (no labels), and only it.")
+    if len(self.columns) != 3:
+      raise ValueError(f"columns are three names (sentence1, sentence2, label), got "
+                       f"{list(self.columns)}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   model: ModelConfig = ModelConfig()
   train: TrainConfig = TrainConfig()
   pretrain: PretrainConfig = PretrainConfig()
+  task: TaskConfig = TaskConfig()
+
+  @property
+  def symmetric_scoring(self) -> bool:
+    """Whether pairs are scored as the mean of both orders."""
+    return self.train.symmetric_eval and self.task.symmetric
 
   def __post_init__(self):
+    if self.model.num_labels != self.task.num_outputs:
+      raise ValueError(f"task {self.task.task!r} needs {self.task.num_outputs} output(s) but the "
+                       f"model has num_labels={self.model.num_labels}; build the config with "
+                       "config.with_task.")
+    if self.train.swap_augment and not self.task.symmetric:
+      raise ValueError(f"swap_augment trains on swapped pairs, which task {self.task.task!r} "
+                       "does not allow (its relation is not symmetric): leave it unset.")
+    if self.train.pos_weight is not None and self.task.outputs != "binary":
+      raise ValueError("pos_weight weighs the positive class of a binary task; task "
+                       f"{self.task.task!r} is not one: leave it unset.")
     if not self.model.mask_attention and self.train.pad_multiple:
       raise ValueError("mask_attention=false attends to padding, so its output depends on the "
                        "padded length: leave pad_multiple unset, or set mask_attention=true.")
@@ -229,15 +304,16 @@ class Config:
       quirks = model.pop("seed_quirks")
       model.update(seed_embedding=quirks, mask_attention=not quirks)
     return cls(model=ModelConfig(**model), train=TrainConfig(**d["train"]),
-               pretrain=PretrainConfig(**d.get("pretrain", {})))
+               pretrain=PretrainConfig(**d.get("pretrain", {})),
+               task=TaskConfig(**d.get("task", {})))
 
   def replace(self, **changes: Any) -> "Config":
     """Returns a copy with fields changed by name, looked up in `train`,
-    `model` and `pretrain` (whose names do not overlap).
+    `model`, `pretrain` and `task` (whose names do not overlap).
 
     Example: `config.replace(epochs=3, d_model=128)`.
     """
-    sections = {name: getattr(self, name) for name in ("model", "train", "pretrain")}
+    sections = {name: getattr(self, name) for name in ("model", "train", "pretrain", "task")}
     fields = {name: {f.name for f in dataclasses.fields(section)}
               for name, section in sections.items()}
     unknown = set(changes) - set().union(*fields.values())
@@ -248,9 +324,16 @@ class Config:
         for name, section in sections.items()})
 
 
+def with_task(config: Config, task: TaskConfig) -> Config:
+  """`config` for `task`: its model's head as wide as the task needs."""
+  model = dataclasses.replace(config.model, num_labels=task.num_outputs)
+  return dataclasses.replace(config, model=model, task=task)
+
+
 def pretraining_config(config: Config) -> Config:
   """The configuration of `config`'s pretraining run: its model without the
-  match embedding (a fine-tuning feature) unless `pretrain_match`, its pretrain fields, and train
+  match embedding (a fine-tuning feature) unless `pretrain_match`, its task (whose train split
+  is the default corpus), its pretrain fields, and train
   fields made of them (packed, always all epochs) and of the optimizer
   settings they share. Fields that only fine-tuning reads stay at their
   defaults, so changing them keeps a cached pretraining valid."""
@@ -262,12 +345,13 @@ def pretraining_config(config: Config) -> Config:
   match = config.model.match_embedding and pc.pretrain_match
   pc = dataclasses.replace(pc, pretrain_match=match)
   return Config(model=dataclasses.replace(config.model, match_embedding=match), train=train,
-                pretrain=pc)
+                pretrain=pc, task=config.task)
 
 
 def _seed() -> Config:
   """The seed's setup as far as it is described: its sizes, raw-id embedding,
-  unmasked attention, BCE with pos_weight 0.5, 100 epochs, constant LR."""
+  unmasked attention, BCE with pos_weight 0.5, 100 epochs, constant LR,
+  pairs scored in the given order only."""
   return Config(
       model=ModelConfig(seed_embedding=True, mask_attention=False),
       train=TrainConfig(
@@ -279,6 +363,7 @@ def _seed() -> Config:
           warmup_fraction=0.0,
           pos_weight=0.5,
           clip_norm=None,
+          symmetric_eval=False,
       ),
   )
 

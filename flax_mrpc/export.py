@@ -45,7 +45,8 @@ def export(workdir: str | Path, output: str | Path) -> Path:
     return output
   trained = load_trained(workdir)
   hf_config = save.classifier_config(trained.config)
-  weights = save.classifier_weights(trained.params, trained.config.model, hf_config["model_type"])
+  weights = save.classifier_weights(trained.params, trained.config.model, hf_config["model_type"],
+                                    trained.config.task)
   save.write_checkpoint(output, hf_config, weights, trained.tokenizer)
   return output
 

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flax_mrpc.config import Config, get_preset
+from flax_mrpc.config import Config, TaskConfig, get_preset, with_task
 from flax_mrpc.data import tokenization
 from flax_mrpc.data.examples import Example
 from flax_mrpc.hf import load
@@ -30,12 +30,18 @@ class TrainedModel:
   best_epoch: int | None  # None: a checkpoint's own head, not trained here
 
   def __post_init__(self):
-    self._eval = jax.jit(functools.partial(steps.eval_step, graphdef=self.graphdef))
+    self._eval = jax.jit(functools.partial(steps.eval_step, graphdef=self.graphdef,
+                                           outputs=self.config.task.outputs))
 
-  def probabilities(self, examples: Sequence[Example], batch_size: int = 64) -> np.ndarray:
-    """[n] paraphrase probabilities of the examples, in order."""
-    views = encode_views(self.tokenizer, examples, self.config.model.max_length,
-                         self.config.train.symmetric_eval)
+  def probabilities(self, examples: Sequence[Example], batch_size: int = 64,
+                    symmetric: bool | None = None) -> np.ndarray:
+    """What the model predicts of the examples, in order: [n] probabilities
+    of the positive class (binary tasks: paraphrase), [n, N] class
+    probabilities, or [n] regression scores. `symmetric`: score both orders
+    (None: as the run did, `Config.symmetric_scoring`)."""
+    if symmetric is None:
+      symmetric = self.config.symmetric_scoring
+    views = encode_views(self.tokenizer, examples, self.config.model.max_length, symmetric)
     return pair_probabilities(self._eval, self.params, views, batch_size,
                               self.config.train.pad_multiple, self.config.train.pack)
 
@@ -66,19 +72,21 @@ def load_trained(workdir: str | Path) -> TrainedModel:
   return TrainedModel(config, graphdef, params, tokenizer, meta["best"]["epoch"])
 
 
-def load_checkpoint(name_or_path: str, max_length: int | None = None) -> TrainedModel:
-  """A Hugging Face checkpoint with its own 2-label classification head (one
-  fine-tuned on MRPC, say), ready to score pairs without training here, with
-  the finetune preset's `max_length` (128) or as many as the model has."""
+def load_checkpoint(name_or_path: str, max_length: int | None = None,
+                    task: TaskConfig = TaskConfig()) -> TrainedModel:
+  """A Hugging Face checkpoint with its own classification head of `task`'s
+  size (a 2-label one fine-tuned on MRPC, an MNLI model's 3 labels), ready
+  to score pairs without training here, with the finetune preset's
+  `max_length` (128) or as many as the model has."""
   if max_length is None:
     shape = load.model_config(load.resolve(name_or_path), 1)
     max_length = min(get_preset("finetune").model.max_length,
                      shape.num_positions - shape.position_offset)
-  config = load.configure(get_preset("finetune").replace(
+  config = load.configure(with_task(get_preset("finetune"), task).replace(
       pretrained=name_or_path, max_length=max_length))
   model = PairClassifier(config.model, rngs=nnx.Rngs(0))
   checkpoint = Path(config.train.pretrained)
-  if not load.load_into(model, config.model, checkpoint):
+  if not load.load_into(model, config.model, checkpoint, task=task):
     raise load.PretrainedError(
         f"{checkpoint} has no sequence-classification head to score with. Fine-tune it first: "
         f"python -m flax_mrpc.train --pretrained {name_or_path} --workdir DIR.")

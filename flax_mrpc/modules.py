@@ -384,9 +384,10 @@ class Encoder(nnx.Module):
 class PairClassifier(nnx.Module):
   """Encoder, first-token ([CLS] / <s>) pooling, an optional pooler (dense +
   `config.pooler_activation`, after dropout with `config.pooler_input_dropout`),
-  dropout and one logit: the score that the pair is a paraphrase.
+  dropout and `config.num_labels` outputs: one logit of a binary task (the
+  score that the pair is a paraphrase), a regression score, or a logit per class.
 
-  The pooler and the logit cover the heads of the BERT family: BERT's pooler
+  The pooler and the logits cover the heads of the BERT family: BERT's pooler
   (tanh), RoBERTa's and ELECTRA's classification heads (dropout, dense, tanh
   or GELU), DistilBERT's pre_classifier (ReLU); a 2-label head becomes one
   logit, the difference of its two.
@@ -399,7 +400,7 @@ class PairClassifier(nnx.Module):
     self.pooler_dropout = nnx.Dropout(config.dropout) if config.pooler_input_dropout else None
     dropout = config.dropout if config.classifier_dropout is None else config.classifier_dropout
     self.dropout = nnx.Dropout(dropout)
-    self.classifier = _linear(config.d_model, 1, config, rngs)
+    self.classifier = _linear(config.d_model, config.num_labels, config, rngs)
 
   def pooled(
       self,
@@ -442,11 +443,12 @@ class PairClassifier(nnx.Module):
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
     """[batch, seq] inputs -> [batch] float32 logits, or [batch, K] with
-    `first_positions` [batch, K] (packed rows: one logit per pair slot)."""
+    `first_positions` [batch, K] (packed rows: one logit per pair slot);
+    with `num_labels` N above 1, [batch, N] or [batch, K, N]."""
     pooled = self.pooled(input_ids, token_type_ids, attention_mask, match_ids,
                          positions=positions, first_positions=first_positions, rngs=rngs)
-    logits = self.classifier(_dropout(pooled, self.dropout, rngs))
-    return logits[..., 0].astype(jnp.float32)
+    logits = self.classifier(_dropout(pooled, self.dropout, rngs)).astype(jnp.float32)
+    return logits[..., 0] if logits.shape[-1] == 1 else logits
 
 
 class MaskedLM(nnx.Module):

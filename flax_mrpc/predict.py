@@ -10,9 +10,14 @@
 file is checked before anything is scored, and every bad line is reported
 (`FILE:LINE: problem`); then it is read, scored and written BATCH_PAIRS pairs
 at a time, so a file of any length streams. Output lines are
-`probability<TAB>prediction<TAB>sentence1<TAB>sentence2`. `--glue-submission`
-scores the test split and writes `WORKDIR/MRPC.tsv` (`index<TAB>prediction`),
-the file the GLUE server takes.
+`label<TAB>probability<TAB>sentence1<TAB>sentence2` for a classifier (the
+predicted label's name and probability; every label's probability with
+`--all-probabilities`) and `score<TAB>sentence1<TAB>sentence2` for
+regression. A symmetric task's pairs are scored in both orders as the run
+was (`--one-order`: as given). `--glue-submission` scores the task's test
+split(s) and writes the file(s) the GLUE server takes into the workdir
+(`MRPC.tsv`, `MNLI-m.tsv` and `MNLI-mm.tsv`, `STS-B.tsv`, ...:
+`index<TAB>prediction`).
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
-from flax_mrpc.data import sources, tsv
+from flax_mrpc.config import TaskConfig
+from flax_mrpc.data import sources, tasks, tsv
 from flax_mrpc.data.examples import UNLABELLED, DataError, Example
-from flax_mrpc.inference import load_checkpoint, load_trained
+from flax_mrpc.inference import TrainedModel, load_checkpoint, load_trained
 
 HEADER = ["sentence1", "sentence2"]
 BATCH_PAIRS = 4096  # pairs read, scored and written at a time
@@ -77,56 +84,112 @@ def _batched(examples: Iterable[Example], size: int) -> Iterator[list[Example]]:
     yield batch
 
 
+def output_fields(task: TaskConfig, predicted, all_probabilities: bool) -> list[str]:
+  """What a line says of one pair before its sentences: the label's name and
+  probability (or every label's probability), or the regression score."""
+  if task.outputs == "regression":
+    return [f"{predicted:.6f}"]
+  probabilities = [1 - predicted, predicted] if task.outputs == "binary" else list(predicted)
+  best = int(np.argmax(probabilities))
+  shown = probabilities if all_probabilities else [probabilities[best]]
+  return [task.labels[best], *(f"{q:.6f}" for q in shown)]
+
+
+def submission_value(task: TaskConfig, predicted) -> str:
+  """A GLUE submission's prediction: the label as GLUE's files write it, or the score."""
+  if task.outputs == "regression":
+    return f"{predicted:.6f}"
+  return task.labels[int(predicted >= 0.5) if task.outputs == "binary" else
+                     int(np.argmax(predicted))]
+
+
+def write_glue_submission(trained: TrainedModel, data_source: str, data_dir: str | None,
+                          folder: Path, one_order: bool) -> list[Path]:
+  """Scores the task's test split(s) and writes GLUE's submission file(s) to `folder`."""
+  task = trained.config.task
+  if task.task not in tasks.GLUE_TASKS:
+    raise ValueError("--glue-submission is for the GLUE tasks; this run trained on your own "
+                     "files: use --input.")
+  splits = tasks.load(task, data_source, data_dir)
+  written = []
+  for split, name in tasks.glue_layout(task).submission.items():
+    predictions = trained.probabilities(splits[split], symmetric=False if one_order else None)
+    path = folder / name
+    with open(path, "w") as out:
+      out.write("index\tprediction\n")
+      out.writelines(f"{e.idx}\t{submission_value(task, p)}\n"
+                     for e, p in zip(splits[split], predictions))
+    written.append(path)
+  return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m flax_mrpc.predict",
                                    description=__doc__.splitlines()[0])
   model = parser.add_mutually_exclusive_group(required=True)
   model.add_argument("--workdir", metavar="DIR", help="the --workdir of a training run")
   model.add_argument("--pretrained", metavar="PATH_OR_ID",
-                     help="a Hugging Face checkpoint with its own 2-label classification head "
-                          "(e.g. one fine-tuned on MRPC), scored without training")
+                     help="a Hugging Face checkpoint with its own classification head of the "
+                          "--task's size (e.g. one fine-tuned on MRPC), scored without training")
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--pair", nargs=2, metavar=("SENTENCE1", "SENTENCE2"))
   source.add_argument("--input", type=Path, metavar="FILE",
                       help="UTF-8 TSV of sentence1<TAB>sentence2 lines")
   source.add_argument("--glue-submission", action="store_true",
-                      help="write WORKDIR/MRPC.tsv for the test split")
+                      help="write the GLUE server's file(s) for the task's test split(s) into "
+                           "the workdir (or --output)")
+  parser.add_argument("--task", choices=tasks.TASKS[:-1], default="mrpc", metavar="NAME",
+                      help="with --pretrained: the GLUE task of its head (default: mrpc); a "
+                           "workdir knows its own")
+  parser.add_argument("--all-probabilities", action="store_true",
+                      help="print every label's probability, not only the predicted one's")
+  parser.add_argument("--one-order", action="store_true",
+                      help="score each pair in the given order only (a symmetric task's pairs "
+                           "are otherwise scored in both orders and averaged)")
   parser.add_argument("--output", type=Path, metavar="FILE",
-                      help="write here instead of standard output")
+                      help="write here instead of standard output (a folder for "
+                           "--glue-submission)")
   parser.add_argument("--data-dir", default=None, metavar="DIR", help="for --glue-submission")
+  parser.add_argument("--data-source", default="local", choices=sources.SOURCES,
+                      help="for --glue-submission (default: %(default)s)")
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   args = parser.parse_args(argv)
   try:
-    if args.glue_submission:
-      examples = sources.load("local", args.data_dir)["test"]
-      total = len(examples)
-    elif args.input:
+    if args.workdir and args.task != "mrpc":
+      raise ValueError("--task goes with --pretrained; a workdir scores the task it trained on.")
+    if args.glue_submission and args.pretrained and not args.output:
+      raise ValueError("--glue-submission with --pretrained needs --output FOLDER.")
+    if args.input:
       total = check_pairs_file(args.input)
       examples = read_pairs(args.input)
-    else:
+    elif args.pair:
       check_pair_argument(*args.pair)
       examples, total = [Example(*args.pair, UNLABELLED, 0)], 1
-    if args.glue_submission and args.pretrained and not args.output:
-      raise ValueError("--glue-submission with --pretrained needs --output FILE.")
-    trained = load_trained(args.workdir) if args.workdir else load_checkpoint(args.pretrained)
-    output = args.output or (Path(args.workdir) / "MRPC.tsv" if args.glue_submission else None)
+    trained = (load_trained(args.workdir) if args.workdir
+               else load_checkpoint(args.pretrained, task=tasks.glue_task(args.task)))
+    if args.glue_submission:
+      folder = args.output or Path(args.workdir)
+      folder.mkdir(parents=True, exist_ok=True)
+      for path in write_glue_submission(trained, args.data_source, args.data_dir, folder,
+                                        args.one_order):
+        print(f"wrote {path}", file=sys.stderr)
+      return 0
+    task = trained.config.task
     with contextlib.ExitStack() as stack:
-      out = sys.stdout if output is None else stack.enter_context(open(output, "w"))
-      if args.glue_submission:
-        out.write("index\tprediction\n")
+      out = sys.stdout if args.output is None else stack.enter_context(open(args.output, "w"))
       bar = stack.enter_context(tqdm(total=total, unit="pairs", leave=False,
                                      disable=args.no_progress or total < BATCH_PAIRS))
       for batch in _batched(examples, BATCH_PAIRS):
-        probabilities = trained.probabilities(batch)
+        predictions = trained.probabilities(batch, symmetric=False if args.one_order else None)
         out.writelines(
-            f"{e.idx}\t{int(p >= 0.5)}\n" if args.glue_submission
-            else f"{p:.6f}\t{int(p >= 0.5)}\t{e.sentence1}\t{e.sentence2}\n"
-            for e, p in zip(batch, probabilities))
+            "\t".join([*output_fields(task, p, args.all_probabilities), e.sentence1,
+                       e.sentence2]) + "\n"
+            for e, p in zip(batch, predictions))
         bar.update(len(batch))
   except (ValueError, OSError) as e:
     return cli.report(e)
-  if output is not None:
-    print(f"wrote {total} predictions to {output}", file=sys.stderr)
+  if args.output is not None:
+    print(f"wrote {total} predictions to {args.output}", file=sys.stderr)
   return 0
 
 

@@ -30,7 +30,7 @@ import sys
 from typing import Sequence
 
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
-from flax_mrpc.config import Config, get_preset
+from flax_mrpc.config import Config, get_preset, with_task
 from flax_mrpc.training.pretraining import pretrain
 
 DEFAULT_EPOCHS = 20  # when the preset has no pretraining of its own
@@ -68,7 +68,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
       ("learning_rate", "pretrain_learning_rate"), ("corpus", "corpus"), ("seed", "seed"))
       if getattr(args, flag) is not None}
   changes.update(cli.parse_set(args.set))
-  config = get_preset(args.preset or "default").replace(**changes)
+  config = with_task(get_preset(args.preset or "default"), cli.task_from_args(args)).replace(
+      **changes)
   if config.pretrain.pretrain_epochs < 1:
     config = config.replace(pretrain_epochs=DEFAULT_EPOCHS)
   return config

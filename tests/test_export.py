@@ -43,12 +43,12 @@ def _round_trip(workdir: Path, args: list[str], mrpc_dir, splits, tmp_path) -> N
   out = tmp_path / "exported"
   assert export.main(["--workdir", str(workdir), "--output", str(out)]) == 0
   exported = json.loads((out / "config.json").read_text())
-  assert exported["id2label"] == {"0": "not_paraphrase", "1": "paraphrase"}
+  assert exported["id2label"] == {"0": "0", "1": "1"} and exported["num_labels"] == 2
   _, loading = transformers.AutoModelForSequenceClassification.from_pretrained(
       str(out), output_loading_info=True)
   assert not any(loading.values()), loading  # no missing, unexpected or mis-shaped keys
   pairs = splits["test"][:24]
-  ours = load_trained(workdir).probabilities(pairs)  # what predict --workdir prints
+  ours = load_trained(workdir).probabilities(pairs, symmetric=False)  # predict --one-order
   np.testing.assert_allclose(_transformers_probabilities(out, pairs), ours, atol=1e-4)
 
 
@@ -95,10 +95,12 @@ def test_predict_scores_with_a_checkpoint_s_own_head(splits, tmp_path):
   (tmp_path / "pairs.tsv").write_text("".join(f"{e.sentence1}\t{e.sentence2}\n" for e in pairs))
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   proc = subprocess.run([sys.executable, "-m", "flax_mrpc.predict", "--pretrained", str(folder),
-                         "--input", str(tmp_path / "pairs.tsv")], env=env, capture_output=True,
-                        text=True, timeout=300)
+                         "--input", str(tmp_path / "pairs.tsv"), "--one-order",
+                         "--all-probabilities"], env=env, capture_output=True, text=True,
+                        timeout=300)
   assert proc.returncode == 0, proc.stderr
-  ours = np.array([float(line.split("\t")[0]) for line in proc.stdout.splitlines()])
+  # label, p(0), p(1), sentence1, sentence2
+  ours = np.array([float(line.split("\t")[2]) for line in proc.stdout.splitlines()])
   np.testing.assert_allclose(ours, _transformers_probabilities(folder, pairs), atol=1e-5)
   base = hf_models.checkpoint("bert", tmp_path / "base", _sentences(splits))
   proc = subprocess.run([sys.executable, "-m", "flax_mrpc.predict", "--pretrained", str(base),

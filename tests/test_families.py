@@ -7,8 +7,10 @@ softmax[:, 1]."""
 import json
 
 import numpy as np
+from flax import nnx
 import pytest
 
+from flax_mrpc.data.tasks import glue_task
 from flax_mrpc.hf import load
 from flax_mrpc.hf.families import FAMILIES as FAMILY_MODULES
 
@@ -95,13 +97,49 @@ def test_another_model_type_or_option_is_named(tmp_path):
     load.model_config(tmp_path, 16)
 
 
-def test_a_head_with_other_than_two_labels_is_refused(tmp_path):
-  torch.manual_seed(0)
-  config = CONFIGS["bert"](VOCAB)
-  config.num_labels = 3
-  transformers.BertForSequenceClassification(config).save_pretrained(str(tmp_path))
-  with pytest.raises(load.PretrainedError, match="3 labels"):
+# An MNLI cross-encoder's order, not the task's (entailment, neutral, contradiction).
+NLI_ORDER = {0: "contradiction", 1: "entailment", 2: "neutral"}
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("task_name", ["mnli", "stsb"])
+def test_a_head_of_the_task_s_size_imports_in_the_task_s_label_order(family, task_name,
+                                                                     tmp_path):
+  task = glue_task(task_name)
+  three = task_name == "mnli"
+  hf = random_model(family, VOCAB, num_labels=3 if three else 1,
+                    id2label=NLI_ORDER if three else None)
+  hf.save_pretrained(str(tmp_path))
+  ids, types, mask = _inputs(hf.config)
+  args = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask),
+          "token_type_ids": torch.tensor(types)}
+  with torch.no_grad():
+    reference = hf(**args).logits.numpy()
+  model, config, _ = load.load_pretrained(str(tmp_path), max_length=SEQ, task=task)
+  ours = np.asarray(model(ids, types, mask))
+  if three:  # rows by name: entailment, neutral, contradiction
+    np.testing.assert_allclose(ours, reference[:, [1, 2, 0]], atol=1e-4)
+  else:
+    np.testing.assert_allclose(ours, reference[:, 0], atol=1e-4)
+
+
+def test_a_head_of_another_size_is_refused_unless_a_fresh_one_is_asked(tmp_path):
+  random_model("bert", VOCAB, num_labels=3, id2label=NLI_ORDER).save_pretrained(str(tmp_path))
+  with pytest.raises(load.PretrainedError, match="head of 3 label.*needs 2 labels.*fresh_head"):
     load.load_pretrained(str(tmp_path), max_length=SEQ)
+  with pytest.raises(load.PretrainedError, match="needs regression"):
+    load.load_pretrained(str(tmp_path), max_length=SEQ, task=glue_task("stsb"))
+  model, _, _ = load.load_pretrained(str(tmp_path), max_length=SEQ, fresh_head=True)
+  assert model.classifier.kernel.shape == (32, 1)
+  ids, types, mask = _inputs(random_model("bert", VOCAB).config)
+  assert np.asarray(model(ids, types, mask)).shape == (len(LENGTHS),)
+
+
+def test_head_labels_that_are_not_the_task_s_are_refused(tmp_path):
+  random_model("bert", VOCAB, num_labels=3,
+               id2label={0: "yes", 1: "no", 2: "maybe"}).save_pretrained(str(tmp_path))
+  with pytest.raises(load.PretrainedError, match=r"head labels \['yes', 'no', 'maybe'\]"):
+    load.load_pretrained(str(tmp_path), max_length=SEQ, task=glue_task("mnli"))
 
 
 @pytest.mark.parametrize("family, learning_rate", [("roberta", 2e-5), ("electra", 3e-4),
@@ -149,3 +187,41 @@ def test_each_family_s_tokenizer_writes_its_pair_format(splits, tmp_path):
   assert tokens[0] == "[CLS]" and tokens.count("[SEP]") == 2 and tokens[-1] == "[SEP]"
   segments = encoded.token_type_ids[0][real]
   assert segments[tokens.index("[SEP]") + 1] == 1 and segments[0] == 0
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra"])
+@pytest.mark.parametrize("task_name", ["mnli", "stsb"])
+def test_a_3_label_or_regression_model_exports_to_transformers(family, task_name, tmp_path):
+  from safetensors.numpy import save_file
+
+  from flax_mrpc.config import get_preset, with_task
+  from flax_mrpc.hf import save
+  from flax_mrpc.modules import PairClassifier
+
+  task = glue_task(task_name)
+  three = task_name == "mnli"
+  random_model(family, VOCAB, num_labels=3 if three else 1,
+               id2label=NLI_ORDER if three else None).save_pretrained(str(tmp_path / "in"))
+  config = load.configure(with_task(get_preset("finetune"), task).replace(
+      pretrained=str(tmp_path / "in"), max_length=SEQ))
+  model = PairClassifier(config.model, rngs=nnx.Rngs(0))
+  assert load.load_into(model, config.model, tmp_path / "in", task=task)
+  hf_config = save.classifier_config(config)
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "config.json").write_text(json.dumps(hf_config))
+  save_file(save.classifier_weights(nnx.state(model, nnx.Param), config.model,
+                                    hf_config["model_type"], task), str(out / "model.safetensors"))
+  exported, loading = transformers.AutoModelForSequenceClassification.from_pretrained(
+      str(out), output_loading_info=True)
+  assert not any(loading.values()), loading
+  assert exported.config.problem_type == ("single_label_classification" if three
+                                          else "regression")
+  ids, types, mask = _inputs(exported.config)
+  with torch.no_grad():
+    theirs = exported.eval()(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             token_type_ids=torch.tensor(types)).logits.numpy()
+  ours = np.asarray(model(ids, types, mask))
+  np.testing.assert_allclose(theirs if three else theirs[:, 0], ours, atol=1e-4)
+  if three:
+    assert list(exported.config.id2label.values()) == list(task.labels)

@@ -116,8 +116,8 @@ def test_finetune_cli_from_a_checkpoint_folder_then_predict(random_bert, mrpc_di
        "the cat sat", "a cat was on the mat"], env=env, capture_output=True, text=True,
       timeout=300)
   assert proc.returncode == 0, proc.stderr
-  probability, prediction, *_ = proc.stdout.split("\t")
-  assert 0.0 < float(probability) < 1.0 and prediction in ("0", "1")
+  label, probability, *_ = proc.stdout.split("\t")
+  assert 0.5 <= float(probability) < 1.0 and label in ("0", "1")
 
 
 def test_finetune_preset_without_a_checkpoint_is_refused():

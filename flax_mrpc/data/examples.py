@@ -23,5 +23,7 @@ class DataError(ValueError):
 class Example:
   sentence1: str
   sentence2: str
-  label: int  # 1 paraphrase, 0 not, UNLABELLED (-1) when the split has no labels
+  # The class index (MRPC: 1 paraphrase, 0 not; UNLABELLED (-1) when the split
+  # has no labels), or a regression task's score (NaN when unlabelled).
+  label: int | float
   idx: int

@@ -68,7 +68,8 @@ def load_tokenizer(name_or_dir: str, lowercase: bool = True) -> PreTrainedTokeni
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
   """Token arrays of one split: ids, segments, mask and match ids are
-  [n, max_length] int32; labels and idx are [n] int32; `num_truncated` pairs
+  [n, max_length] int32; labels are [n] int32 class indices (float32 scores
+  for regression), idx [n] int32; `num_truncated` pairs
   were longer than max_length before truncation."""
 
   input_ids: np.ndarray
@@ -106,6 +107,16 @@ def exact_match_ids(
   return match
 
 
+def label_array(labels: Sequence[int | float]) -> np.ndarray:
+  """[n] int32 class indices, or float32 when the labels are regression scores."""
+  return np.array(labels, np.float32 if any(isinstance(x, float) for x in labels) else np.int32)
+
+
+def labelled(labels: np.ndarray) -> np.ndarray:
+  """[n] bool: which of `label_array`'s labels are real (not UNLABELLED / NaN)."""
+  return ~np.isnan(labels) if labels.dtype.kind == "f" else labels >= 0
+
+
 def encode_pairs(
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
@@ -128,7 +139,7 @@ def encode_pairs(
       attention_mask=encoded["attention_mask"].astype(np.int32),
       match_ids=exact_match_ids(encoded["input_ids"], encoded["token_type_ids"],
                                 encoded["special_tokens_mask"]).astype(np.int32),
-      labels=np.array([e.label for e in examples], np.int32),
+      labels=label_array([e.label for e in examples]),
       idx=np.array([e.idx for e in examples], np.int32),
       num_truncated=sum(n > max_length for n in full_lengths),
   )

@@ -24,8 +24,9 @@ import numpy as np
 from flax import nnx
 
 from flax_mrpc import weights
-from flax_mrpc.config import Config, ModelConfig
-from flax_mrpc.hf.families import FAMILIES
+from flax_mrpc.config import Config, ModelConfig, TaskConfig
+from flax_mrpc.hf import heads
+from flax_mrpc.hf.families import FAMILIES, common
 from flax_mrpc.hf.families.common import PretrainedError
 from flax_mrpc.modules import PairClassifier
 
@@ -103,20 +104,38 @@ def _problems(missing: list[str], unexpected: list[str], mis_shaped: list[str]) 
       [f"mis-shaped: {'; '.join(mis_shaped)}"] if mis_shaped else [])
 
 
+def _head(names: common.Names, by_name: dict[str, np.ndarray], hf: dict, task: TaskConfig,
+          source: str) -> common.Names:
+  """`names` with the output layer's conversion chosen for `task` (`heads.to_ours`)."""
+  out = next((hf_name for hf_name, convert in names.values() if convert is common.head_kernel),
+             None)
+  if out not in by_name:
+    return names
+  order = heads.label_order(hf, task, by_name[out].shape[0], source)
+  convert = lambda array: heads.to_ours(array, task, order)
+  return {path: (hf_name, convert if c in (common.head_kernel, common.head_bias) else c)
+          for path, (hf_name, c) in names.items()}
+
+
 def load_into(model: nnx.Module, config: ModelConfig, checkpoint: Path,
-              source: str | None = None) -> bool:
+              source: str | None = None, task: TaskConfig = TaskConfig(),
+              fresh_head: bool = False) -> bool:
   """Copies the checkpoint's weights into `model`, a `PairClassifier` built
-  from `config` (`model_config` of it), in place; returns whether it held a
-  classification head (else the model's head keeps its fresh weights)."""
-  _, family = _hf_config(checkpoint)
+  from `config` (`model_config` of it) for `task`, in place; returns whether
+  its classification head was taken (else, or with `fresh_head`, the
+  model's head keeps its fresh weights)."""
+  hf, family = _hf_config(checkpoint)
   source = source or str(checkpoint)
   stored = read_weights(checkpoint)
   by_name = {name.removeprefix(family.PREFIX): value for name, value in stored.items()}
   names = family.encoder_names(config)
   head = family.head_names(config)
   has_head = any(hf_name in by_name for hf_name, _ in head.values())
+  if has_head and fresh_head:
+    by_name = {k: v for k, v in by_name.items() if k not in {n for n, _ in head.values()}}
+    has_head = False
   if has_head:
-    names |= head
+    names |= _head(head, by_name, hf, task, source)
   missing = [hf_name for hf_name, _ in names.values() if hf_name not in by_name]
   arrays = {path: convert(by_name[hf_name]) for path, (hf_name, convert) in names.items()
             if hf_name in by_name}
@@ -133,12 +152,13 @@ def load_into(model: nnx.Module, config: ModelConfig, checkpoint: Path,
   return has_head
 
 
-def load_pretrained(name_or_path: str, max_length: int, seed: int = 0, **overrides):
-  """(PairClassifier with the checkpoint's weights, its ModelConfig, its folder)."""
+def load_pretrained(name_or_path: str, max_length: int, seed: int = 0,
+                    task: TaskConfig = TaskConfig(), fresh_head: bool = False, **overrides):
+  """(PairClassifier of `task` with the checkpoint's weights, its ModelConfig, its folder)."""
   checkpoint = resolve(name_or_path)
-  config = model_config(checkpoint, max_length, **overrides)
+  config = model_config(checkpoint, max_length, **({"num_labels": task.num_outputs} | overrides))
   model = PairClassifier(config, rngs=nnx.Rngs(params=seed))
-  load_into(model, config, checkpoint)
+  load_into(model, config, checkpoint, task=task, fresh_head=fresh_head)
   return model, config, checkpoint
 
 
@@ -147,7 +167,8 @@ def configure(config: Config, **model_overrides) -> Config:
   folder or hub id, resolved to a folder) and its tokenizer from there;
   `model_overrides` (e.g. dropout) are applied on top."""
   checkpoint = resolve(config.train.pretrained)
-  model = model_config(checkpoint, config.model.max_length, **model_overrides)
+  model = model_config(checkpoint, config.model.max_length,
+                       **({"num_labels": config.model.num_labels} | model_overrides))
   train = dataclasses.replace(config.train, pretrained=str(checkpoint),
                               tokenizer=str(checkpoint))
   return dataclasses.replace(config, model=model, train=train)

@@ -5,8 +5,8 @@ family's weight table (`families`), and the folder holding them.
 A classifier keeps the family and config.json of the checkpoint it was
 fine-tuned from, or becomes a BERT where its config maps onto one
 (`families.bert.hf_config` names the fields that do not); either way a
-2-label `*ForSequenceClassification` whose softmax[:, 1] is this project's
-probability. A pretrained `MaskedLM` becomes a `BertForMaskedLM` with its
+`*ForSequenceClassification` of the task's labels (`hf.heads`): a binary
+model's softmax[:, 1] is this project's probability. A pretrained `MaskedLM` becomes a `BertForMaskedLM` with its
 decoder tied to the word embeddings.
 """
 
@@ -21,45 +21,47 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file
 
-from flax_mrpc.config import Config, ModelConfig
+from flax_mrpc.config import Config, ModelConfig, TaskConfig
+from flax_mrpc.hf import heads
 from flax_mrpc.hf.families import FAMILIES, bert, common
 
-LABELS = {"0": "not_paraphrase", "1": "paraphrase"}
 
-
-def _mapped(params: nnx.State, names: dict, model_type: str) -> dict[str, np.ndarray]:
+def _mapped(params: nnx.State, names: dict, model_type: str,
+            task: TaskConfig = TaskConfig()) -> dict[str, np.ndarray]:
   """{HF name: array} of every parameter in `params` through `names`
-  ({our path: (HF name, conversion)}); raises PretrainedError naming the
-  parameters that have no name."""
+  ({our path: (HF name, conversion)}), the head's for `task`; raises
+  PretrainedError naming the parameters that have no name."""
+  inverse = common.INVERSE | {common.head_kernel: lambda a: heads.to_theirs(a, task),
+                              common.head_bias: lambda a: heads.to_theirs(a, task)}
   flat = {path: np.asarray(value.get_value(), np.float32)
           for path, value in nnx.to_flat_state(params)}
   unmapped = sorted(set(flat) - set(names))
   if unmapped:
     raise common.PretrainedError(f"these parameters have no {model_type} name: {unmapped}.")
-  return {hf_name: np.ascontiguousarray(common.INVERSE[convert](flat[path]))
+  return {hf_name: np.ascontiguousarray(inverse[convert](flat[path]))
           for path, (hf_name, convert) in names.items()}
 
 
 def classifier_config(config: Config) -> dict[str, Any]:
   """The config.json of a classifier trained with `config`: its starting
-  checkpoint's, or a BERT's, with a 2-label head."""
+  checkpoint's, or a BERT's, with the task's head (`heads.label_config`)."""
   source = config.train.pretrained
   hf = (json.loads((Path(source) / "config.json").read_text()) if source
         else bert.hf_config(config.model))
   model_type = hf.get("model_type") or "bert"
   return hf | {
       "model_type": model_type, "architectures": [FAMILIES[model_type].ARCHITECTURES[model_type]],
-      "id2label": LABELS, "label2id": {name: int(i) for i, name in LABELS.items()}}
+      **heads.label_config(config.task)}
 
 
-def classifier_weights(params: nnx.State, model: ModelConfig,
-                       model_type: str) -> dict[str, np.ndarray]:
+def classifier_weights(params: nnx.State, model: ModelConfig, model_type: str,
+                       task: TaskConfig = TaskConfig()) -> dict[str, np.ndarray]:
   """{HF name: array} of a `PairClassifier`'s parameters as the family's
-  sequence-classification model."""
+  sequence-classification model of `task`."""
   family = FAMILIES[model_type]
   names = {path: (family.PREFIX + hf_name, convert)
            for path, (hf_name, convert) in family.encoder_names(model).items()}
-  return _mapped(params, names | family.head_names(model), model_type)
+  return _mapped(params, names | family.head_names(model), model_type, task)
 
 
 def masked_lm_config(model: ModelConfig) -> dict[str, Any]:

@@ -1,9 +1,13 @@
-"""Binary classification metrics of the positive (paraphrase) class, and the
-score that picks the best epoch."""
+"""Each task's metrics (GLUE's own) and the score that picks the best epoch:
+binary classification metrics of the positive (paraphrase) class, accuracy
+over N classes, Pearson and Spearman correlations of regression scores."""
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
+
+from flax_mrpc.config import TaskConfig
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -37,3 +41,34 @@ def at_threshold(labels: np.ndarray, probabilities: np.ndarray,
 def mrpc_score(metrics: dict[str, float]) -> float:
   """GLUE's MRPC score, (accuracy + F1) / 2: the validation score that picks the best epoch."""
   return (metrics["accuracy"] + metrics["f1"]) / 2
+
+
+def correlations(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+  """Pearson's and Spearman's correlation of [n] scores with [n] gold scores
+  (0.0 where undefined: constant scores)."""
+  labels, scores = np.asarray(labels, np.float64), np.asarray(scores, np.float64)
+  if np.ptp(scores) == 0 or np.ptp(labels) == 0:
+    return {"pearson": 0.0, "spearman": 0.0}
+  return {"pearson": float(scipy.stats.pearsonr(labels, scores).statistic),
+          "spearman": float(scipy.stats.spearmanr(labels, scores).statistic)}
+
+
+def task_metrics(task: TaskConfig, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+  """The metrics of `task` for [n] labels and what `steps.eval_step` predicts:
+  [n] probabilities of the positive class (`at_threshold` 0.5), [n, N]
+  class probabilities (accuracy of the most probable) or [n] scores
+  (`correlations`)."""
+  if task.outputs == "binary":
+    return at_threshold(labels, predictions)
+  if task.outputs == "classes":
+    return {"accuracy": float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(labels)))}
+  return correlations(labels, predictions)
+
+
+def selection_score(task: TaskConfig, metrics: dict[str, float]) -> float:
+  """GLUE's score of the task: the number the best epoch maximises."""
+  if task.metric == "accuracy_f1":
+    return mrpc_score(metrics)
+  if task.metric == "correlation":
+    return (metrics["pearson"] + metrics["spearman"]) / 2
+  return metrics["accuracy"]

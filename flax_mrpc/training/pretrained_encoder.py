@@ -50,12 +50,13 @@ def configure(config: Config, **model_overrides) -> Config:
   """`config` set up to fine-tune the encoder of the pretraining workdir
   `config.train.pretrained`: all model fields are the pretraining's but the
   match embedding, a fine-tuning feature that pretraining has only with
-  `pretrain_match` (that one stays `config`'s), then `model_overrides`
+  `pretrain_match`, and the head's width (those stay `config`'s), then `model_overrides`
   (e.g. dropout); the tokenizer is the workdir's."""
   workdir = Path(config.train.pretrained).expanduser()
   saved = saved_config(workdir)
   model = dataclasses.replace(saved.model, **(
-      {"match_embedding": config.model.match_embedding} | model_overrides))
+      {"match_embedding": config.model.match_embedding, "num_labels": config.model.num_labels}
+      | model_overrides))
   train = dataclasses.replace(config.train, pretrained=str(workdir),
                               tokenizer=str(workdir / "tokenizer"),
                               lowercase=saved.train.lowercase)

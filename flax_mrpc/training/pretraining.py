@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from flax_mrpc.config import Config, pretraining_config
-from flax_mrpc.data import corpus, packing, sources, tokenization
+from flax_mrpc.data import corpus, packing, tasks, tokenization
 from flax_mrpc.data.epochs import MaskedEpochs
 from flax_mrpc.data.examples import Example
 from flax_mrpc.modules import MaskedLM
@@ -48,7 +48,7 @@ def pretrain(config: Config, workdir: str | Path, data_dir: str | Path | None = 
   memory.check_fits(config.model, config.train.batch_size)
   with held_workdir(workdir):
     clear_finished_run(workdir, overwrite, OUTPUTS)
-    splits = sources.load(data_source, data_dir)
+    splits = tasks.load(config.task, data_source, data_dir)
     return _run(config, workdir, splits, progress, checkpoint_every_steps, keep_checkpoints,
                 parallel_mode)
 

@@ -1,5 +1,5 @@
 """Scoring encoded pairs with a compiled eval step: in batches, padded or
-packed, in one order or averaged over both (`TrainConfig.symmetric_eval`).
+packed, in one order or averaged over both (`Config.symmetric_scoring`).
 Training scores validation and test with these; `inference.TrainedModel`
 scores a user's pairs."""
 
@@ -18,8 +18,9 @@ def predict_probabilities(
     eval_fn, params: nnx.State, split: tokenization.EncodedSplit, batch_size: int,
     pad_multiple: int | None = None, pack: bool = False,
 ) -> np.ndarray:
-  """[n] paraphrase probabilities of an encoded split, in its order, with a
-  jitted `steps.eval_step`. With `pad_multiple`, pairs are batched shortest
+  """What a jitted `steps.eval_step` predicts of each pair of an encoded split,
+  in its order: [n] probabilities of the positive class (paraphrase), [n, N]
+  class probabilities, or [n] regression scores. With `pad_multiple`, pairs are batched shortest
   first and each batch is cut to its longest pair (see `batching.batches`);
   with `pack`, they are packed into batches of `batch_size` rows (see
   `packing`)."""
@@ -34,7 +35,7 @@ def predict_probabilities(
     order = np.argsort(lengths, kind="stable") if pad_multiple else np.arange(len(split))
     out = np.concatenate([np.asarray(eval_fn(params, batch)) for batch in
                           batching.batches(features, batch_size, order, pad_multiple)])
-  probabilities = np.empty(len(split), np.float32)
+  probabilities = np.empty((len(split), *out.shape[1:]), np.float32)
   probabilities[order] = out[: len(split)]
   return probabilities
 
@@ -43,9 +44,9 @@ def pair_probabilities(
     eval_fn, params: nnx.State, views: Sequence[tokenization.EncodedSplit], batch_size: int,
     pad_multiple: int | None = None, pack: bool = False,
 ) -> np.ndarray:
-  """[n] mean of `predict_probabilities` over encodings of the same n pairs:
+  """The mean of `predict_probabilities` over encodings of the same n pairs:
   one view, or (sentence1, sentence2) and (sentence2, sentence1) for a
-  symmetric score (`TrainConfig.symmetric_eval`)."""
+  symmetric score (`Config.symmetric_scoring`)."""
   return np.mean([predict_probabilities(eval_fn, params, view, batch_size, pad_multiple, pack)
                   for view in views], axis=0)
 

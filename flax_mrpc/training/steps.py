@@ -4,8 +4,9 @@
 one device, under `jax.jit` over a sharded mesh, and under `jax.pmap` with
 `axis_name` set, where the only difference is a `psum` of gradients and
 counts across devices. Bind the static arguments with `functools.partial`.
-Its `loss` says what is trained: `PairLoss` (the paraphrase classifier,
-`modules.PairClassifier`) or `MaskedLMLoss` (pretraining, `modules.MaskedLM`).
+Its `loss` says what is trained: `PairLoss` (the pair classifier,
+`modules.PairClassifier`, with the loss its task's outputs take) or
+`MaskedLMLoss` (pretraining, `modules.MaskedLM`).
 """
 
 from __future__ import annotations
@@ -54,17 +55,38 @@ def pair_logits(model: nnx.Module, batch: Batch, rngs: nnx.Rngs | None) -> jax.A
                first_positions=batch.get("first_positions"), rngs=rngs)
 
 
+Outputs = str  # "binary", "classes" or "regression": `config.TaskConfig.outputs`
+
+
+def per_pair_loss(outputs: Outputs, logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """The unweighted loss of each pair: softmax cross-entropy of [..., N]
+  class logits against integer labels ("classes"), or the squared error of
+  each score against its float label ("regression"); [...] out."""
+  if outputs == "classes":
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if outputs == "regression":
+    return jnp.square(logits - labels.astype(jnp.float32))
+  raise ValueError(f"unknown outputs {outputs!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class PairLoss:
-  """The classifier's loss: weighted BCE of each pair's logit
-  (`weighted_bce_sum`), positives scaled by `pos_weight`."""
+  """The classifier's loss, chosen by the task's `outputs`: weighted BCE of
+  each pair's logit (`weighted_bce_sum`, positives scaled by `pos_weight`)
+  for a binary task, softmax cross-entropy for classes, squared error for
+  regression (`per_pair_loss`)."""
 
   pos_weight: float | None = None
+  outputs: Outputs = "binary"
 
   def __call__(self, model: nnx.Module, batch: Batch,
                rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
     """(loss sum, number of real pairs) of `batch`."""
-    loss_sum = weighted_bce_sum(pair_logits(model, batch, rngs), batch["labels"], batch["weights"], self.pos_weight)
+    logits = pair_logits(model, batch, rngs)
+    if self.outputs == "binary":
+      loss_sum = weighted_bce_sum(logits, batch["labels"], batch["weights"], self.pos_weight)
+    else:
+      loss_sum = jnp.sum(per_pair_loss(self.outputs, logits, batch["labels"]) * batch["weights"])
     return loss_sum, jnp.sum(batch["weights"])
 
 
@@ -154,10 +176,16 @@ def train_step(
   return new_state, {"loss_sum": loss_sum, "count": count}
 
 
-def eval_step(params: nnx.State, batch: Batch, *, graphdef: nnx.GraphDef) -> jax.Array:
-  """[batch, seq] inputs -> [batch] probability that each pair is a paraphrase
-  ([batch, pairs per row] for a packed batch)."""
-  return jax.nn.sigmoid(pair_logits(nnx.merge(graphdef, params), batch, rngs=None))
+def eval_step(params: nnx.State, batch: Batch, *, graphdef: nnx.GraphDef,
+              outputs: Outputs = "binary") -> jax.Array:
+  """[batch, seq] inputs -> what the task's `outputs` predict of each pair:
+  [batch] probabilities of the positive class ("binary", e.g. paraphrase),
+  [batch, N] class probabilities ("classes") or [batch] scores
+  ("regression"); [batch, pairs per row, ...] for a packed batch."""
+  logits = pair_logits(nnx.merge(graphdef, params), batch, rngs=None)
+  if outputs == "binary":
+    return jax.nn.sigmoid(logits)
+  return jax.nn.softmax(logits, axis=-1) if outputs == "classes" else logits
 
 
 def masked_lm_eval_step(params: nnx.State, batch: Batch, *,

@@ -25,37 +25,19 @@ def kernel(array: np.ndarray) -> np.ndarray:
   return array.T
 
 
-def _two_labels(array: np.ndarray) -> None:
-  if array.shape[0] != 2:
-    raise PretrainedError(
-        f"the checkpoint's classification head has {array.shape[0]} labels; a paraphrase "
-        "head has 2. Use the base model's checkpoint (a fresh head is then trained).")
+def head_kernel(array: np.ndarray) -> np.ndarray:
+  """The classification head's output weight [labels, hidden]: marks the
+  name whose conversion `flax_mrpc.hf.heads` chooses by the task."""
+  return array
 
 
-def logit_kernel(array: np.ndarray) -> np.ndarray:
-  """A 2-label head's weight [2, hidden] as the kernel [hidden, 1] of one
-  logit, label 1's minus label 0's: sigmoid of it is softmax[:, 1]."""
-  _two_labels(array)
-  return (array[1] - array[0])[:, None]
+def head_bias(array: np.ndarray) -> np.ndarray:
+  """The classification head's output bias [labels] (see `head_kernel`)."""
+  return array
 
 
-def logit_bias(array: np.ndarray) -> np.ndarray:
-  _two_labels(array)
-  return array[1:] - array[:1]
-
-
-def logit_rows(ours: np.ndarray) -> np.ndarray:
-  """Our logit's kernel [hidden, 1] as a 2-label weight [2, hidden]: label 0
-  zero, label 1 the logit, so that softmax[:, 1] is our sigmoid."""
-  return np.stack([np.zeros_like(ours[:, 0]), ours[:, 0]])
-
-
-def logit_pair(ours: np.ndarray) -> np.ndarray:
-  return np.concatenate([np.zeros_like(ours), ours])
-
-
-# Each conversion's inverse, from our arrays back to Hugging Face's.
-INVERSE = {same: same, kernel: kernel, logit_kernel: logit_rows, logit_bias: logit_pair}
+# Each conversion's inverse, from our arrays back to Hugging Face's (the head's: `hf.heads`).
+INVERSE = {same: same, kernel: kernel}
 
 
 def linear(ours: tuple, hf: str) -> Names:
@@ -64,11 +46,11 @@ def linear(ours: tuple, hf: str) -> Names:
 
 
 def classification_head(dense: str | None, out: str) -> Names:
-  """A 2-label head: an optional dense layer `dense` onto our pooler, and the
-  output layer `out` onto our one logit."""
+  """A sequence-classification head: an optional dense layer `dense` onto our
+  pooler, and the output layer `out` onto our classifier (`hf.heads`)."""
   names = linear(("pooler",), dense) if dense else {}
-  return names | {("classifier", "kernel"): (f"{out}.weight", logit_kernel),
-                  ("classifier", "bias"): (f"{out}.bias", logit_bias)}
+  return names | {("classifier", "kernel"): (f"{out}.weight", head_kernel),
+                  ("classifier", "bias"): (f"{out}.bias", head_bias)}
 
 
 def layer_norm(ours: tuple, hf: str) -> Names:
