@@ -3,11 +3,12 @@
     python -m flax_mrpc.export --workdir runs/minilm --output exported/minilm
 
 The folder holds `config.json` (the family's `model_type`, its
-`*ForSequenceClassification` architecture, labels not_paraphrase /
-paraphrase), `model.safetensors` and the tokenizer's files, so that
+`*ForSequenceClassification` architecture, the task's `num_labels`,
+`id2label`/`label2id` and `problem_type`), `model.safetensors` and the
+tokenizer's files, so that
 `transformers.AutoModelForSequenceClassification.from_pretrained(DIR)` loads
-it as a 2-label classifier whose softmax[:, 1] is this project's
-probability. A run fine-tuned from a checkpoint keeps that checkpoint's
+it with this project's predictions: a binary task's probability is its
+softmax[:, 1], an N-label task's its softmax, a regression score its logit. A run fine-tuned from a checkpoint keeps that checkpoint's
 config.json and family; a from-scratch run becomes a BERT, where its config
 maps onto one (`hf.families.bert.hf_config` names the fields that do not).
 

@@ -10,13 +10,13 @@ A family module defines:
                  classifier does not use (pretraining heads, buffers);
   model_fields(hf, path)  -> ModelConfig fields from config.json's dict;
   encoder_names(config)   -> {our parameter path: (HF name, convert)};
-  head_names(config)      -> the same for a 2-label sequence-classification
-                 head (BertForSequenceClassification and its kin);
+  head_names(config)      -> the same for the sequence-classification head
+                 (BertForSequenceClassification and its kin), whose output
+                 layer `hf.heads` converts for the task;
   learning_rate(config)   -> the fine-tuning recipe's peak learning rate, from
                  the family's published recipe.
-`convert` maps the stored array to ours (a transpose for kernels, the
-difference of the two labels' rows for the logit); `common.INVERSE` maps
-ours back.
+`convert` maps the stored array to ours (a transpose for kernels);
+`common.INVERSE` maps ours back.
 """
 
 from __future__ import annotations
