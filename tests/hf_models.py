@@ -34,14 +34,34 @@ CONFIGS = {
         relative_attention=True, max_relative_positions=12, pos_att_type=["c2p", "p2c"],
         share_att_key=False, position_biased_input=True, pooler_hidden_size=32),
 }
+# The rotary-position families (tests/test_rope_families.py): 4 layers, so that
+# ModernBERT's global (0, 3) and sliding-window (1, 2) layers both occur, and a
+# window of 8 (4 tokens each way), shorter than the test pairs.
+ROPE_SHAPE = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                  intermediate_size=24, num_labels=2, pad_token_id=0, bos_token_id=2,
+                  eos_token_id=3)
+ROPE_CONFIGS = {
+    "modernbert": lambda vocab: transformers.ModernBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, cls_token_id=2, sep_token_id=3, local_attention=8,
+        global_attn_every_n_layers=3, global_rope_theta=5000.0, local_rope_theta=300.0),
+    # ModernBERT's other options: mean pooling, biases, global every other layer.
+    "modernbert-mean": lambda vocab: transformers.ModernBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, cls_token_id=2, sep_token_id=3, local_attention=6,
+        global_attn_every_n_layers=2, classifier_pooling="mean", attention_bias=True,
+        mlp_bias=True, norm_bias=True, classifier_bias=True, classifier_activation="relu",
+        hidden_activation="silu"),
+}
+# Learned tokenizers that write no token types (ModernBERT's format).
+NO_SEGMENTS = ("modernbert", "modernbert-mean")
 BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
 
 
 def random_model(family: str, vocab_size: int):
-  """An eval-mode `*ForSequenceClassification` (2 labels) of `family` (a key of CONFIGS)."""
+  """An eval-mode `*ForSequenceClassification` (2 labels) of `family` (a key
+  of CONFIGS or ROPE_CONFIGS)."""
   torch.manual_seed(0)
   model = transformers.AutoModelForSequenceClassification.from_config(
-      CONFIGS[family](vocab_size)).eval()
+      (CONFIGS | ROPE_CONFIGS)[family](vocab_size)).eval()
   with torch.no_grad():
     for parameter in model.parameters():
       parameter.add_(torch.randn_like(parameter) * 0.3)
@@ -65,6 +85,8 @@ def write_tokenizer(family: str, folder: Path, sentences: list[str]) -> int:
     wordpiece.train_from_iterator(sentences, vocab_size=300, min_frequency=2, show_progress=False)
     wordpiece.save_model(str(folder))
     tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    if family in NO_SEGMENTS:
+      tokenizer.model_input_names = ["input_ids", "attention_mask"]
   tokenizer.save_pretrained(str(folder))
   return len(tokenizer)
 

@@ -114,10 +114,10 @@ def load_into(model: nnx.Module, config: ModelConfig, checkpoint: Path,
   by_name = {name.removeprefix(family.PREFIX): value for name, value in stored.items()}
   names = family.encoder_names(config)
   head = family.head_names(config)
-  has_head = any(hf_name in by_name for hf_name, _ in head.values())
+  has_head = head[("classifier", "kernel")][0] in by_name  # the head's output layer
   if has_head:
     names |= head
-  missing = [hf_name for hf_name, _ in names.values() if hf_name not in by_name]
+  missing = sorted({hf_name for hf_name, _ in names.values() if hf_name not in by_name})
   arrays = {path: convert(by_name[hf_name]) for path, (hf_name, convert) in names.items()
             if hf_name in by_name}
   mis_shaped = [f"{names[path][0]}: {by_name[names[path][0]].shape} in the {source}, "

@@ -36,8 +36,15 @@ def _mapped(params: nnx.State, names: dict, model_type: str) -> dict[str, np.nda
   unmapped = sorted(set(flat) - set(names))
   if unmapped:
     raise common.PretrainedError(f"these parameters have no {model_type} name: {unmapped}.")
-  return {hf_name: np.ascontiguousarray(common.INVERSE[convert](flat[path]))
-          for path, (hf_name, convert) in names.items()}
+  arrays, blocks = {}, {}
+  for path, (hf_name, convert) in names.items():
+    if isinstance(convert, common.Block):  # one block of a fused weight
+      blocks.setdefault(hf_name, {})[convert.index] = convert.inverse(flat[path])
+    else:
+      arrays[hf_name] = common.INVERSE[convert](flat[path])
+  arrays |= {hf_name: np.concatenate([parts[i] for i in sorted(parts)])
+             for hf_name, parts in blocks.items()}
+  return {hf_name: np.ascontiguousarray(array) for hf_name, array in arrays.items()}
 
 
 def classifier_config(config: Config) -> dict[str, Any]:
@@ -59,7 +66,10 @@ def classifier_weights(params: nnx.State, model: ModelConfig,
   family = FAMILIES[model_type]
   names = {path: (family.PREFIX + hf_name, convert)
            for path, (hf_name, convert) in family.encoder_names(model).items()}
-  return _mapped(params, names | family.head_names(model), model_type)
+  in_base = getattr(family, "HEAD_IN_BASE", ())  # head layers the base model holds (GTE's pooler)
+  head = {path: (family.PREFIX + hf_name if hf_name.startswith(in_base) else hf_name, convert)
+          for path, (hf_name, convert) in family.head_names(model).items()}
+  return _mapped(params, names | head, model_type)
 
 
 def masked_lm_config(model: ModelConfig) -> dict[str, Any]:

@@ -15,13 +15,16 @@ A family module defines:
   learning_rate(config)   -> the fine-tuning recipe's peak learning rate, from
                  the family's published recipe.
 `convert` maps the stored array to ours (a transpose for kernels, the
-difference of the two labels' rows for the logit); `common.INVERSE` maps
-ours back.
+difference of the two labels' rows for the logit, a block of a fused
+projection); `common.INVERSE` (`common.Block.inverse`) maps ours back. A
+family whose base model holds part of the head (GTE's pooler) names those
+layers' prefixes in HEAD_IN_BASE, so that export writes them under PREFIX.
 """
 
 from __future__ import annotations
 
-from flax_mrpc.hf.families import bert, deberta_v2, distilbert, electra, roberta
+from flax_mrpc.hf.families import bert, deberta_v2, distilbert, electra, modernbert, roberta
 
-FAMILIES = {model_type: family for family in (bert, roberta, distilbert, electra, deberta_v2)
+FAMILIES = {model_type: family
+            for family in (bert, roberta, distilbert, electra, deberta_v2, modernbert)
             for model_type in family.MODEL_TYPES}

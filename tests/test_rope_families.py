@@ -1,0 +1,173 @@
+"""The rotary-position families (ModernBERT, GTE, EuroBERT) in our modules:
+small random transformers models (tests/hf_models.py ROPE_CONFIGS), weights
+moved well away from their init, saved with save_pretrained. Our hidden
+states and probabilities equal transformers' on padded pairs of several
+lengths; packed rows give the logits and gradients of one pair per row; our
+export reloads in transformers with the same probabilities; a wrong
+checkpoint or an unsupported rope_type is an error naming it."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from flax_mrpc.config import Config, TrainConfig
+from flax_mrpc.hf import load, save
+from flax_mrpc.training import steps
+
+torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
+transformers = pytest.importorskip("transformers")
+from hf_models import ROPE_CONFIGS, random_model  # noqa: E402  (needs torch)
+from test_packing import ROW, N, packed, pairs  # noqa: E402
+
+VOCAB, SEQ, LENGTHS = 100, 16, (16, 11, 6)  # the window (8 or 6 tokens) is shorter than 11
+
+
+@pytest.fixture(params=sorted(ROPE_CONFIGS))
+def family(request):
+  return request.param
+
+
+def _inputs(hf_config):
+  rng = np.random.default_rng(0)
+  mask = (np.arange(SEQ)[None] < np.array(LENGTHS)[:, None]).astype(np.int64)
+  ids = np.where(mask, rng.integers(5, VOCAB, (len(LENGTHS), SEQ)), 0)
+  types = np.where(mask & (np.arange(SEQ)[None] >= 4), 1, 0)
+  if getattr(hf_config, "type_vocab_size", 0) < 2:
+    types = np.zeros_like(types)
+  return ids, types, mask
+
+
+def _reference(hf, ids, types, mask):
+  """transformers' last hidden states [batch, seq, hidden] and softmax[:, 1] [batch]."""
+  args = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+  if getattr(hf.config, "type_vocab_size", 0):
+    args["token_type_ids"] = torch.tensor(types)
+  with torch.no_grad():
+    hidden = hf.base_model(**args).last_hidden_state.numpy()
+    probability = torch.softmax(hf(**args).logits, -1)[:, 1].numpy()
+  return hidden, probability
+
+
+def _ours(model, ids, types, mask):
+  hidden = np.asarray(model.encoder(ids, types, mask))
+  return hidden, 1 / (1 + np.exp(-np.asarray(model(ids, types, mask))))
+
+
+@pytest.mark.parametrize("with_head", [True, False], ids=["with head", "base model"])
+def test_hidden_states_and_probability_equal_transformers(family, with_head, tmp_path):
+  hf = random_model(family, VOCAB)
+  (hf if with_head else hf.base_model).save_pretrained(str(tmp_path))
+  ids, types, mask = _inputs(hf.config)
+  hidden_ref, probability_ref = _reference(hf, ids, types, mask)
+  model, _, _ = load.load_pretrained(str(tmp_path), max_length=SEQ)
+  hidden, probability = _ours(model, ids, types, mask)
+  real = mask.astype(bool)
+  np.testing.assert_allclose(hidden[real], hidden_ref[real], atol=1e-4)
+  if with_head:
+    np.testing.assert_allclose(probability, probability_ref, atol=1e-4)
+  else:  # a fresh head: the encoder's weights only
+    assert np.abs(probability - probability_ref).max() > 1e-3
+
+
+def _loaded(family, tmp_path):
+  hf = random_model(family, VOCAB)
+  hf.save_pretrained(str(tmp_path / "checkpoint"))
+  return hf, load.load_pretrained(str(tmp_path / "checkpoint"), max_length=ROW)
+
+
+def _logits(graphdef, params, batch):
+  model = nnx.merge(graphdef, params)
+  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+               positions=batch.get("positions"), first_positions=batch.get("first_positions"))
+
+
+def test_packed_rows_give_the_logits_and_gradients_of_one_pair_per_row(family, tmp_path):
+  _, (model, _, _) = _loaded(family, tmp_path)
+  graphdef, params = nnx.split(model)
+  split = pairs()
+  batch, order = packed(split)
+  assert batch["weights"].sum(axis=1).max() >= 2 and split.attention_mask.sum(1).max() > 8
+  unpacked = {k: jnp.asarray(v) for k, v in split.features().items()} | {"weights": jnp.ones(N)}
+  one_per_row = _logits(graphdef, params, unpacked)
+  slots = _logits(graphdef, params, batch)
+  np.testing.assert_allclose(np.asarray(slots)[np.asarray(batch["weights"]) > 0],
+                             np.asarray(one_per_row)[order], rtol=1e-5, atol=1e-5)
+
+  def loss(params, batch):
+    return steps.weighted_bce_sum(_logits(graphdef, params, batch), batch["labels"],
+                                  batch["weights"], pos_weight=0.5)
+
+  grads = [jax.grad(loss)(params, b) for b in (batch, unpacked)]
+  for a, b in zip(*map(jax.tree.leaves, grads)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_rotary_positions_restart_at_each_pair(family, tmp_path):
+  """RoPE is relative, so a packed pair's logits barely show where its
+  positions start: the rotated queries and keys of a packed pair must equal
+  those of the pair alone in its row."""
+  _, (model, _, _) = _loaded(family, tmp_path)
+  split = pairs()
+  batch, order = packed(split)
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(*batch["input_ids"].shape, 32)),
+                  jnp.float32)
+  attention = model.encoder.layers[1].attention
+  keys = np.asarray(attention._queries_keys(x, None, batch["positions"])[1])
+  row, slot = 0, 1  # the second pair of the first row
+  tokens = np.asarray(batch["attention_mask"][0]) == slot + 1
+  alone = np.asarray(attention._queries_keys(x[:1, tokens], None,
+                                             jnp.arange(tokens.sum())[None])[1])
+  np.testing.assert_allclose(keys[row][:, tokens], alone[0], atol=1e-5)
+
+
+def test_export_reloads_in_transformers_with_the_same_probabilities(family, tmp_path):
+  hf, (model, config, checkpoint) = _loaded(family, tmp_path)
+  trained = Config(model=config, train=TrainConfig(pretrained=str(checkpoint)))
+  hf_config = save.classifier_config(trained)
+  weights = save.classifier_weights(nnx.state(model, nnx.Param), config, hf_config["model_type"])
+  out = tmp_path / "exported"
+  out.mkdir()
+  (out / "config.json").write_text(json.dumps(hf_config))
+  from safetensors.numpy import save_file
+  save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+  reloaded, loading = transformers.AutoModelForSequenceClassification.from_pretrained(
+      str(out), output_loading_info=True)
+  assert not any(loading.values()), loading  # no missing, unexpected or mis-shaped keys
+  ids, types, mask = _inputs(hf.config)
+  _, probability_ref = _reference(reloaded.eval(), ids, types, mask)
+  np.testing.assert_allclose(_ours(model, ids, types, mask)[1], probability_ref, atol=1e-4)
+
+
+def test_an_incomplete_or_wrong_checkpoint_lists_the_weights(family, tmp_path):
+  from safetensors.numpy import load_file, save_file
+
+  random_model(family, VOCAB).base_model.save_pretrained(str(tmp_path))
+  weights = load_file(str(tmp_path / "model.safetensors"))
+  dropped = next(k for k in sorted(weights) if "layers.1." in k and "Wo" in k)
+  changed = next(k for k in sorted(weights) if "norm" in k)
+  weights.pop(dropped)
+  weights[changed] = np.zeros(31, np.float32)
+  weights["extra.weight"] = np.zeros(3, np.float32)
+  save_file(weights, str(tmp_path / "model.safetensors"))
+  with pytest.raises(load.PretrainedError) as error:
+    load.load_pretrained(str(tmp_path), max_length=SEQ)
+  message = str(error.value)
+  assert f"missing: {dropped}" in message and "unexpected: extra.weight" in message
+  assert f"{changed}: (31,) in the" in message
+
+
+@pytest.mark.parametrize("option, value, named", [
+    ("rope_parameters", {"full_attention": {"rope_type": "yarn", "rope_theta": 1e4},
+                         "sliding_attention": {"rope_type": "default"}}, "rope_type 'yarn'"),
+    ("rope_scaling", {"type": "linear", "factor": 2.0}, "rope_type 'linear'"),
+    ("layer_types", ["sliding_attention", "full_attention"] * 2, "layer_types"),
+    ("classifier_pooling", "max", "classifier_pooling 'max'")])
+def test_an_unsupported_option_is_named(option, value, named, tmp_path):
+  config = ROPE_CONFIGS["modernbert"](VOCAB).to_dict() | {option: value}
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  with pytest.raises(load.PretrainedError, match=named):
+    load.model_config(tmp_path, SEQ)
