@@ -50,6 +50,9 @@ ROPE_CONFIGS = {
         global_attn_every_n_layers=2, classifier_pooling="mean", attention_bias=True,
         mlp_bias=True, norm_bias=True, classifier_bias=True, classifier_activation="relu",
         hidden_activation="silu"),
+    "gte": lambda vocab: transformers.GteConfig(
+        **ROPE_SHAPE, vocab_size=vocab, type_vocab_size=2, layer_norm_eps=1e-7,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0}),
 }
 # Learned tokenizers that write no token types (ModernBERT's format).
 NO_SEGMENTS = ("modernbert", "modernbert-mean")

@@ -147,8 +147,10 @@ def test_an_incomplete_or_wrong_checkpoint_lists_the_weights(family, tmp_path):
 
   random_model(family, VOCAB).base_model.save_pretrained(str(tmp_path))
   weights = load_file(str(tmp_path / "model.safetensors"))
-  dropped = next(k for k in sorted(weights) if "layers.1." in k and "Wo" in k)
-  changed = next(k for k in sorted(weights) if "norm" in k)
+  dropped = next(k for k in sorted(weights) if ".1." in k and k.endswith(("Wo.weight",
+                                                                          "o_proj.weight")))
+  changed = next(k for k in sorted(weights)
+                 if k.endswith(("norm.weight", "LayerNorm.weight", "_ln.weight")))
   weights.pop(dropped)
   weights[changed] = np.zeros(31, np.float32)
   weights["extra.weight"] = np.zeros(3, np.float32)
