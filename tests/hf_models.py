@@ -53,9 +53,17 @@ ROPE_CONFIGS = {
     "gte": lambda vocab: transformers.GteConfig(
         **ROPE_SHAPE, vocab_size=vocab, type_vocab_size=2, layer_norm_eps=1e-7,
         rope_parameters={"rope_type": "default", "rope_theta": 5000.0}),
+    # Grouped-query attention (2 key/value heads for 4 query heads), late pooling.
+    "eurobert": lambda vocab: transformers.EuroBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, num_key_value_heads=2, mask_token_id=4,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0}),
+    # EuroBERT's other options: first-token pooling, biases.
+    "eurobert-bos": lambda vocab: transformers.EuroBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, mask_token_id=4, classifier_pooling="bos",
+        attention_bias=True, mlp_bias=True, rms_norm_eps=1e-6),
 }
-# Learned tokenizers that write no token types (ModernBERT's format).
-NO_SEGMENTS = ("modernbert", "modernbert-mean")
+# Learned tokenizers that write no token types (ModernBERT's and EuroBERT's inputs).
+NO_SEGMENTS = ("modernbert", "modernbert-mean", "eurobert", "eurobert-bos")
 BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
 
 

@@ -23,9 +23,10 @@ layers' prefixes in HEAD_IN_BASE, so that export writes them under PREFIX.
 
 from __future__ import annotations
 
-from flax_mrpc.hf.families import (bert, deberta_v2, distilbert, electra, gte, modernbert,
-                                   roberta)
+from flax_mrpc.hf.families import (bert, deberta_v2, distilbert, electra, eurobert, gte,
+                                   modernbert, roberta)
 
 FAMILIES = {model_type: family
-            for family in (bert, roberta, distilbert, electra, deberta_v2, modernbert, gte)
+            for family in (bert, roberta, distilbert, electra, deberta_v2, modernbert, gte,
+                           eurobert)
             for model_type in family.MODEL_TYPES}
