@@ -6,6 +6,7 @@ lengths; packed rows give the logits and gradients of one pair per row; our
 export reloads in transformers with the same probabilities; a wrong
 checkpoint or an unsupported rope_type is an error naming it."""
 
+import dataclasses
 import json
 
 import jax
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flax_mrpc.config import Config, TrainConfig
+from flax_mrpc.config import Config, ModelConfig, TrainConfig
 from flax_mrpc.hf import load, save
 from flax_mrpc.training import steps
 
@@ -126,6 +127,23 @@ def test_rotary_positions_restart_at_each_pair(family, tmp_path):
 
 def test_export_reloads_in_transformers_with_the_same_probabilities(family, tmp_path):
   hf, (model, config, checkpoint) = _loaded(family, tmp_path)
+  _export_and_compare(hf, model, config, checkpoint, tmp_path)
+
+
+@pytest.mark.parametrize("family, pooling", [("modernbert", "mean"), ("eurobert", "first"),
+                                             ("eurobert-bos", "mean")])
+def test_a_changed_pooling_is_exported(family, pooling, tmp_path):
+  """A --set model field (here the pooling) goes into the exported config.json."""
+  hf = random_model(family, VOCAB)
+  hf.save_pretrained(str(tmp_path / "checkpoint"))
+  model, config, checkpoint = load.load_pretrained(str(tmp_path / "checkpoint"), max_length=ROW,
+                                                   pooling=pooling)
+  _export_and_compare(hf, model, config, checkpoint, tmp_path)
+
+
+def _export_and_compare(hf, model, config, checkpoint, tmp_path):
+  """Exports `model` (loaded from `checkpoint`) as export does, reloads it in
+  transformers: no missing or unexpected keys, the same probabilities."""
   trained = Config(model=config, train=TrainConfig(pretrained=str(checkpoint)))
   hf_config = save.classifier_config(trained)
   weights = save.classifier_weights(nnx.state(model, nnx.Param), config, hf_config["model_type"])
@@ -162,14 +180,50 @@ def test_an_incomplete_or_wrong_checkpoint_lists_the_weights(family, tmp_path):
   assert f"{changed}: (31,) in the" in message
 
 
-@pytest.mark.parametrize("option, value, named", [
-    ("rope_parameters", {"full_attention": {"rope_type": "yarn", "rope_theta": 1e4},
-                         "sliding_attention": {"rope_type": "default"}}, "rope_type 'yarn'"),
-    ("rope_scaling", {"type": "linear", "factor": 2.0}, "rope_type 'linear'"),
-    ("layer_types", ["sliding_attention", "full_attention"] * 2, "layer_types"),
-    ("classifier_pooling", "max", "classifier_pooling 'max'")])
-def test_an_unsupported_option_is_named(option, value, named, tmp_path):
-  config = ROPE_CONFIGS["modernbert"](VOCAB).to_dict() | {option: value}
+@pytest.mark.parametrize("family, option, value, named", [
+    ("modernbert", "rope_parameters", {"full_attention": {"rope_type": "yarn", "rope_theta": 1e4},
+                                       "sliding_attention": {"rope_type": "default"}},
+     "rope_type 'yarn'"),
+    ("modernbert", "rope_scaling", {"type": "linear", "factor": 2.0}, "rope_type 'linear'"),
+    ("modernbert", "layer_types", ["sliding_attention", "full_attention"] * 2, "layer_types"),
+    ("modernbert", "classifier_pooling", "max", "classifier_pooling 'max'"),
+    ("gte", "rope_parameters", {"rope_type": "ntk", "rope_theta": 1e4}, "rope_type 'ntk'"),
+    ("eurobert", "rope_parameters", {"rope_type": "llama3", "rope_theta": 1e4},
+     "rope_type 'llama3'"),
+    ("eurobert", "head_dim", 16, "head_dim 16")])
+def test_an_unsupported_option_is_named(family, option, value, named, tmp_path):
+  config = ROPE_CONFIGS[family](VOCAB).to_dict() | {option: value}
   (tmp_path / "config.json").write_text(json.dumps(config))
   with pytest.raises(load.PretrainedError, match=named):
     load.model_config(tmp_path, SEQ)
+
+
+def test_the_config_json_of_our_model_reads_back_as_the_same_model(family, tmp_path):
+  from flax_mrpc.hf.families import FAMILIES
+
+  source = ROPE_CONFIGS[family](VOCAB).to_dict()
+  module = FAMILIES[source["model_type"]]
+  fields = module.model_fields(source, tmp_path)
+  written = module.hf_config(ModelConfig(**fields, max_length=SEQ))
+  assert module.model_fields(source | written, tmp_path) == fields
+  assert module.model_fields(written, tmp_path) == fields  # without the source's keys too
+
+
+def test_a_field_the_family_cannot_hold_is_named(family, tmp_path):
+  from flax_mrpc.hf.families import FAMILIES
+
+  source = ROPE_CONFIGS[family](VOCAB).to_dict()
+  module = FAMILIES[source["model_type"]]
+  model = ModelConfig(**module.model_fields(source, tmp_path), max_length=SEQ)
+  with pytest.raises(load.PretrainedError, match="match_embedding=True"):
+    module.hf_config(dataclasses.replace(model, match_embedding=True))
+
+
+@pytest.mark.parametrize("family, learning_rate", [("modernbert", 5e-5), ("gte", 2e-5),
+                                                   ("eurobert", 2e-5)])
+def test_pretrained_alone_takes_the_family_s_learning_rate(family, learning_rate, tmp_path):
+  from flax_mrpc import train
+
+  random_model(family, VOCAB).save_pretrained(str(tmp_path))
+  args = ["--pretrained", str(tmp_path), "--workdir", "w", "--set", "max_length=32"]
+  assert train.config_from_args(train.parse_args(args)).train.learning_rate == learning_rate

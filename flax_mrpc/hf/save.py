@@ -49,11 +49,14 @@ def _mapped(params: nnx.State, names: dict, model_type: str) -> dict[str, np.nda
 
 def classifier_config(config: Config) -> dict[str, Any]:
   """The config.json of a classifier trained with `config`: its starting
-  checkpoint's, or a BERT's, with a 2-label head."""
+  checkpoint's (with the fields its family's `hf_config` writes taken from
+  the model, which a --set may have changed), or a BERT's, with a 2-label head."""
   source = config.train.pretrained
   hf = (json.loads((Path(source) / "config.json").read_text()) if source
         else bert.hf_config(config.model))
   model_type = hf.get("model_type") or "bert"
+  if source and hasattr(FAMILIES[model_type], "hf_config"):
+    hf |= FAMILIES[model_type].hf_config(config.model)
   return hf | {
       "model_type": model_type, "architectures": [FAMILIES[model_type].ARCHITECTURES[model_type]],
       "id2label": LABELS, "label2id": {name: int(i) for i, name in LABELS.items()}}

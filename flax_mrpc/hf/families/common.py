@@ -151,6 +151,27 @@ def rope_theta(parameters: dict[str, Any] | None, theta: float, path: Path, key:
   return float(parameters.get("rope_theta", theta))
 
 
+# The ModelConfig fields every rotary family (ModernBERT, GTE, EuroBERT) needs, with their values.
+ROTARY_NEEDS = {"seed_embedding": False, "match_embedding": False, "mask_attention": True,
+                "position_offset": 0, "embedding_size": None, "absolute_positions": False,
+                "relative_attention": False, "gated_feed_forward": True, "pooler": True,
+                "pooler_input_dropout": False}
+
+
+def check_fields(model: Any, needs: dict[str, Any], family: str,
+                 allowed: dict[str, tuple] | None = None) -> None:
+  """Raises a PretrainedError naming each field of the ModelConfig `model`
+  that differs from its value in `needs`, or is not one of its values in
+  `allowed` (what `family`'s config.json can hold)."""
+  wrong = [f"{name}={getattr(model, name)!r} ({family} needs {value!r})"
+           for name, value in needs.items() if getattr(model, name) != value]
+  wrong += [f"{name}={getattr(model, name)!r} ({family} needs one of {values!r})"
+            for name, values in (allowed or {}).items() if getattr(model, name) not in values]
+  if wrong:
+    raise PretrainedError(f"this model has no Hugging Face {family} equivalent: "
+                          + "; ".join(wrong) + ".")
+
+
 def require(hf: dict[str, Any], key: str, allowed: tuple, path: Path, default: Any = None) -> Any:
   """`hf[key]` (or `default`), which must be one of `allowed`."""
   value = hf.get(key, default)

@@ -84,3 +84,32 @@ def learning_rate(model: ModelConfig) -> float:
   uses for the other base-size encoders (the BERT paper's GLUE grid is 2e-5
   to 5e-5)."""
   return 2e-5
+
+
+_NEEDS = common.ROTARY_NEEDS | {
+    "type_vocab_size": 0, "norm": "pre", "norm_type": "rms", "embedding_norm": False,
+    "first_attention_norm": True, "local_window": 0, "dropout": 0.0,
+    "pooler_activation": "gelu", "pooler_bias": True, "pooler_norm": False}
+
+
+def hf_config(model: ModelConfig) -> dict[str, Any]:
+  """The config.json keys `model_fields` reads, for a EuroBERT holding
+  `model`; a field EuroBERT has no equivalent for is a PretrainedError
+  naming it."""
+  common.check_fields(model, _NEEDS | {"feed_forward_out_bias": model.feed_forward_in_bias},
+                      "EuroBERT", {"activation": ("silu", "gelu", "relu"),
+                                   "classifier_dropout": (0.0, None)})
+  if model.rotary_theta is None:
+    raise common.PretrainedError("this model has no Hugging Face EuroBERT equivalent: "
+                                 "rotary_theta=None (EuroBERT needs a number).")
+  return {
+      "model_type": "eurobert", "vocab_size": model.vocab_size,
+      "max_position_embeddings": model.num_positions, "hidden_size": model.d_model,
+      "num_attention_heads": model.num_heads, "head_dim": model.d_model // model.num_heads,
+      "num_key_value_heads": model.num_kv_heads or model.num_heads,
+      "intermediate_size": model.d_ff, "num_hidden_layers": model.num_layers,
+      "hidden_act": model.activation, "attention_dropout": model.attention_dropout,
+      "rms_norm_eps": model.layer_norm_eps, "attention_bias": model.attention_bias,
+      "mlp_bias": model.feed_forward_in_bias,
+      "rope_parameters": {"rope_type": "default", "rope_theta": model.rotary_theta},
+      "classifier_pooling": {value: key for key, value in _POOLING.items()}[model.pooling]}

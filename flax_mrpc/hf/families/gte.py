@@ -84,3 +84,28 @@ def learning_rate(model: ModelConfig) -> float:
   this is the BERT-base / RoBERTa-base value used here for encoders of the
   same post-LN, 768-wide kind (bert.learning_rate, roberta.learning_rate)."""
   return 2e-5
+
+
+_NEEDS = common.ROTARY_NEEDS | {
+    "norm": "post", "norm_type": "layer", "norm_bias": True, "embedding_norm": True,
+    "feed_forward_in_bias": False, "feed_forward_out_bias": True, "attention_bias": True,
+    "local_window": 0, "num_kv_heads": None, "pooling": "first", "pooler_activation": "tanh",
+    "pooler_bias": True, "pooler_norm": False}
+
+
+def hf_config(model: ModelConfig) -> dict[str, Any]:
+  """The config.json keys `model_fields` reads, for a GTE holding `model`; a
+  field GTE has no equivalent for is a PretrainedError naming it."""
+  common.check_fields(model, _NEEDS, "GTE", {"activation": ("gelu", "silu", "relu")})
+  if model.rotary_theta is None:
+    raise common.PretrainedError("this model has no Hugging Face GTE equivalent: "
+                                 "rotary_theta=None (GTE needs a number).")
+  return {
+      "model_type": "gte", "vocab_size": model.vocab_size,
+      "max_position_embeddings": model.num_positions, "type_vocab_size": model.type_vocab_size,
+      "hidden_size": model.d_model, "num_attention_heads": model.num_heads,
+      "intermediate_size": model.d_ff, "num_hidden_layers": model.num_layers,
+      "hidden_act": model.activation, "hidden_dropout_prob": model.dropout,
+      "attention_probs_dropout_prob": model.attention_dropout,
+      "classifier_dropout": model.classifier_dropout, "layer_norm_eps": model.layer_norm_eps,
+      "rope_parameters": {"rope_type": "default", "rope_theta": model.rotary_theta}}

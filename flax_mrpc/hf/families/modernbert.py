@@ -113,3 +113,39 @@ def learning_rate(model: ModelConfig) -> float:
   Warner et al. 2024, "Smarter, Better, Faster, Longer", arXiv:2412.13663,
   the appendix's GLUE hyper-parameter table). Used for every size here."""
   return 5e-5
+
+
+_NEEDS = common.ROTARY_NEEDS | {"type_vocab_size": 0, "norm": "pre", "norm_type": "layer",
+                               "embedding_norm": True, "first_attention_norm": False,
+                               "pooler_norm": True, "num_kv_heads": None}
+
+
+def hf_config(model: ModelConfig) -> dict[str, Any]:
+  """The config.json keys `model_fields` reads, for a ModernBERT holding
+  `model`; a field ModernBERT has no equivalent for is a PretrainedError
+  naming it."""
+  common.check_fields(model, _NEEDS | {"feed_forward_out_bias": model.feed_forward_in_bias},
+                      "ModernBERT", {"pooling": ("first", "mean"),
+                                     "activation": ("gelu", "silu", "relu"),
+                                     "pooler_activation": ("gelu", "tanh", "relu")})
+  if model.rotary_theta is None:
+    raise common.PretrainedError("this model has no Hugging Face ModernBERT equivalent: "
+                                 "rotary_theta=None (ModernBERT needs a number).")
+  local = model.local_rotary_theta or model.rotary_theta
+  return {
+      "model_type": "modernbert", "vocab_size": model.vocab_size,
+      "max_position_embeddings": model.num_positions, "hidden_size": model.d_model,
+      "num_attention_heads": model.num_heads, "intermediate_size": model.d_ff,
+      "num_hidden_layers": model.num_layers, "hidden_activation": model.activation,
+      "mlp_dropout": model.dropout, "attention_dropout": model.attention_dropout,
+      "classifier_dropout": (model.dropout if model.classifier_dropout is None
+                             else model.classifier_dropout),
+      "norm_eps": model.layer_norm_eps, "norm_bias": model.norm_bias,
+      "attention_bias": model.attention_bias, "mlp_bias": model.feed_forward_in_bias,
+      "local_attention": model.local_window,
+      "layer_types": [_LOCAL if model.local_window and i % model.global_every else _GLOBAL
+                      for i in range(model.num_layers)],
+      "rope_parameters": {_GLOBAL: {"rope_type": "default", "rope_theta": model.rotary_theta},
+                          _LOCAL: {"rope_type": "default", "rope_theta": local}},
+      "classifier_pooling": "cls" if model.pooling == "first" else "mean",
+      "classifier_activation": model.pooler_activation, "classifier_bias": model.pooler_bias}
