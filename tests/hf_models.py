@@ -62,8 +62,6 @@ ROPE_CONFIGS = {
         **ROPE_SHAPE, vocab_size=vocab, mask_token_id=4, classifier_pooling="bos",
         attention_bias=True, mlp_bias=True, rms_norm_eps=1e-6),
 }
-# Learned tokenizers that write no token types (ModernBERT's and EuroBERT's inputs).
-NO_SEGMENTS = ("modernbert", "modernbert-mean", "eurobert", "eurobert-bos")
 BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
 
 
@@ -96,8 +94,6 @@ def write_tokenizer(family: str, folder: Path, sentences: list[str]) -> int:
     wordpiece.train_from_iterator(sentences, vocab_size=300, min_frequency=2, show_progress=False)
     wordpiece.save_model(str(folder))
     tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    if family in NO_SEGMENTS:
-      tokenizer.model_input_names = ["input_ids", "attention_mask"]
   tokenizer.save_pretrained(str(folder))
   return len(tokenizer)
 
