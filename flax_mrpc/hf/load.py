@@ -3,11 +3,12 @@
 A checkpoint is a folder with `config.json`, `model.safetensors` (or
 `pytorch_model.bin`, which needs torch) and its tokenizer files, or a hub id
 when online. Its `model_type` picks the family (`flax_mrpc.hf.families`: bert,
-roberta, xlm-roberta, distilbert, electra, deberta-v2), whose config
-translation gives the `ModelConfig` and whose explicit weight names map every
-weight onto `PairClassifier`. A checkpoint with a 2-label sequence-classification head
-(one fine-tuned on MRPC, say) brings it along: the model's probability is
-then the checkpoint's softmax[:, 1]; one without a head gets a fresh one.
+roberta, xlm-roberta, distilbert, electra, deberta-v2, modernbert, gte,
+eurobert), whose config translation gives the `ModelConfig` and whose
+explicit weight names map every weight onto `PairClassifier`. A checkpoint
+with a 2-label sequence-classification head (one fine-tuned on MRPC, say)
+brings it along: the model's probability is then the checkpoint's
+softmax[:, 1]; one without the head's output layer gets a fresh head.
 Missing, unexpected or mis-shaped weights are one `PretrainedError` listing
 them; another `model_type`, or a config option the modules do not
 implement, is one naming it.
