@@ -227,3 +227,46 @@ def test_pretrained_alone_takes_the_family_s_learning_rate(family, learning_rate
   random_model(family, VOCAB).save_pretrained(str(tmp_path))
   args = ["--pretrained", str(tmp_path), "--workdir", "w", "--set", "max_length=32"]
   assert train.config_from_args(train.parse_args(args)).train.learning_rate == learning_rate
+
+
+def test_a_modernbert_tokenizer_json_writes_cls_a_sep_b_sep(tmp_path):
+  """ModernBERT ships tokenizer.json alone (a BPE with a [CLS] A [SEP] B [SEP]
+  template, no token types): loaded from the folder, pairs come out in that format."""
+  from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+  from flax_mrpc.data import tokenization
+  from flax_mrpc.data.examples import Example
+
+  sentences = ["the cat sat on the mat", "a dog lay on the rug", "the cat and the dog"] * 5
+  bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+  bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+  bpe.train_from_iterator(sentences, trainers.BpeTrainer(vocab_size=120, special_tokens=special))
+  bpe.post_processor = processors.TemplateProcessing(
+      single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+  transformers.PreTrainedTokenizerFast(
+      tokenizer_object=bpe, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+      unk_token="[UNK]", mask_token="[MASK]",
+      model_input_names=["input_ids", "attention_mask"]).save_pretrained(str(tmp_path))
+  tokenizer = tokenization.load_tokenizer(str(tmp_path))
+  encoded = tokenization.encode_pairs(
+      tokenizer, [Example(sentences[0], sentences[1], 1, 0)], max_length=32)
+  tokens = tokenizer.convert_ids_to_tokens(encoded.input_ids[0][encoded.attention_mask[0] == 1])
+  middle = tokens.index("[SEP]")
+  assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
+  assert "[CLS]" not in tokens[1:] and 1 < middle < len(tokens) - 2
+  assert not encoded.token_type_ids.any()
+
+
+def test_modernbert_s_older_config_keys_read_the_same(tmp_path):
+  """Hub configs written before transformers 5 name the layer pattern and the
+  RoPE bases with global_attn_every_n_layers, global_rope_theta and
+  local_rope_theta instead of layer_types and rope_parameters."""
+  from flax_mrpc.hf.families import modernbert
+
+  config = ROPE_CONFIGS["modernbert"](VOCAB).to_dict()
+  older = {k: v for k, v in config.items() if k not in ("layer_types", "rope_parameters")}
+  older |= {"global_attn_every_n_layers": 3, "global_rope_theta": 5000.0,
+            "local_rope_theta": 300.0}
+  assert modernbert.model_fields(older, tmp_path) == modernbert.model_fields(config, tmp_path)
