@@ -3,7 +3,8 @@ and the {name: array} that transformers loads, mapped back through each
 family's weight table (`families`), and the folder holding them.
 
 A classifier keeps the family and config.json of the checkpoint it was
-fine-tuned from, or becomes a BERT where its config maps onto one
+fine-tuned from (the keys its family's `hf_config` writes taken from the
+model), or becomes a BERT where its config maps onto one
 (`families.bert.hf_config` names the fields that do not); either way a
 2-label `*ForSequenceClassification` whose softmax[:, 1] is this project's
 probability. A pretrained `MaskedLM` becomes a `BertForMaskedLM` with its

@@ -13,7 +13,9 @@ A family module defines:
   head_names(config)      -> the same for a 2-label sequence-classification
                  head (BertForSequenceClassification and its kin);
   learning_rate(config)   -> the fine-tuning recipe's peak learning rate, from
-                 the family's published recipe.
+                 the family's published recipe;
+  hf_config(config)       -> (bert and the rotary families) config.json's keys
+                 for a model, which export writes over the checkpoint's.
 `convert` maps the stored array to ours (a transpose for kernels, the
 difference of the two labels' rows for the logit, a block of a fused
 projection); `common.INVERSE` (`common.Block.inverse`) maps ours back. A
