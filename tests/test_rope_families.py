@@ -107,13 +107,27 @@ def test_packed_rows_give_the_logits_and_gradients_of_one_pair_per_row(family, t
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
 
 
-def test_rotary_positions_restart_at_each_pair(family, tmp_path):
+def test_rotary_positions_restart_at_each_pair(family, tmp_path, monkeypatch):
   """RoPE is relative, so a packed pair's logits barely show where its
-  positions start: the rotated queries and keys of a packed pair must equal
-  those of the pair alone in its row."""
+  positions start: every rotation in a packed forward pass must use the
+  row's `positions` (the pair starts' 0 for the last layer's queries when it
+  pools the first token), and
+  the rotated keys of a packed pair must equal those of the pair alone."""
+  from flax_mrpc import modules
+
   _, (model, _, _) = _loaded(family, tmp_path)
   split = pairs()
   batch, order = packed(split)
+  seen, rotary = [], modules.rotary
+  monkeypatch.setattr(modules, "rotary", lambda x, positions, theta: seen.append(
+      np.asarray(positions)) or rotary(x, positions, theta))
+  _logits(*nnx.split(model), batch)
+  monkeypatch.undo()
+  rows = [p for p in seen if p.shape == batch["positions"].shape]
+  starts = [p for p in seen if p.shape == batch["first_positions"].shape]
+  assert len(rows) + len(starts) == len(seen) and len(rows) >= 2 * len(model.encoder.layers) - 1
+  assert all(np.array_equal(p, batch["positions"]) for p in rows)
+  assert len(starts) == (model.pooling == "first") and not any(p.any() for p in starts)
   x = jnp.asarray(np.random.default_rng(1).normal(size=(*batch["input_ids"].shape, 32)),
                   jnp.float32)
   attention = model.encoder.layers[1].attention
