@@ -284,3 +284,15 @@ def test_modernbert_s_older_config_keys_read_the_same(tmp_path):
   older |= {"global_attn_every_n_layers": 3, "global_rope_theta": 5000.0,
             "local_rope_theta": 300.0}
   assert modernbert.model_fields(older, tmp_path) == modernbert.model_fields(config, tmp_path)
+
+
+@pytest.mark.parametrize("family", ["modernbert", "eurobert"])
+def test_dot_product_attention_gives_the_einsum_s_logits(family, tmp_path):
+  """attention_implementation="xla" with RoPE, the sliding window (ModernBERT)
+  and grouped-query attention (EuroBERT), on packed rows."""
+  random_model(family, VOCAB).save_pretrained(str(tmp_path))
+  batch, _ = packed(pairs())
+  einsum, fused = (_logits(*nnx.split(load.load_pretrained(
+      str(tmp_path), max_length=ROW, attention_implementation=implementation)[0]), batch)
+                   for implementation in ("einsum", "xla"))
+  np.testing.assert_allclose(np.asarray(fused), np.asarray(einsum), rtol=1e-5, atol=1e-5)
