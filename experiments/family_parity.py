@@ -6,7 +6,8 @@ Machine: any (needs torch); seconds per small checkpoint.
 For each checkpoint folder it scores the first `--pairs` MRPC test pairs,
 padded to the longest, with the checkpoint's tokenizer, and prints the
 largest absolute difference from transformers' `AutoModelForSequenceClassification`
-(eval mode) in the last hidden states (real tokens only) and, when the
+(eval mode) in the last hidden states (real tokens only; the base model's
+output, after its final norm where it has one) and, when the
 checkpoint has a 2-label head, in the probability (our sigmoid against its
 softmax[:, 1]).
 """
@@ -40,17 +41,19 @@ def differences(folder: Path, pairs: list[Example], max_length: int) -> tuple[fl
                     return_tensors="np", return_token_type_ids=True)
   hf = transformers.AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
   inputs = {k: torch.tensor(batch[k]) for k in ("input_ids", "attention_mask")}
-  if hf.config.model_type != "distilbert":  # DistilBERT takes no segments
+  if getattr(hf.config, "type_vocab_size", 0):  # DistilBERT, ModernBERT, EuroBERT: no segments
     inputs["token_type_ids"] = torch.tensor(batch["token_type_ids"])
   with torch.no_grad():
-    out = hf(**inputs, output_hidden_states=True)
+    # The base model's output: after the final norm where there is one (ModernBERT, EuroBERT).
+    last_hidden = hf.base_model(**inputs).last_hidden_state.numpy()
+    logits = hf(**inputs).logits
   args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
   real = batch["attention_mask"].astype(bool)
-  hidden = np.abs(np.asarray(model.encoder(*args))[real] - out.hidden_states[-1].numpy()[real])
+  hidden = np.abs(np.asarray(model.encoder(*args))[real] - last_hidden[real])
   if not has_head:
     return float(hidden.max()), None
   ours = 1 / (1 + np.exp(-np.asarray(model(*args))))
-  theirs = torch.softmax(out.logits, -1)[:, 1].numpy()
+  theirs = torch.softmax(logits, -1)[:, 1].numpy()
   return float(hidden.max()), float(np.abs(ours - theirs).max())
 
 

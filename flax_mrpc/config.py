@@ -27,7 +27,7 @@ class ModelConfig:
   num_heads: int = 8
   d_ff: int = 2048
   num_layers: int = 1
-  activation: Literal["relu", "gelu"] = "relu"
+  activation: Literal["relu", "gelu", "silu"] = "relu"
   norm: Literal["post", "pre"] = "post"
   dropout: float = 0.1
   attention_dropout: float = 0.1
@@ -68,6 +68,32 @@ class ModelConfig:
   # score) or the number of classes (`TaskConfig.num_outputs`).
   num_labels: int = 1
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+  # Rotary position embeddings (RoPE) on queries and keys, at each token's
+  # position in its pair, with this base (None: none); sliding-window layers
+  # use local_rotary_theta (None: rotary_theta). ModernBERT, GTE, EuroBERT.
+  rotary_theta: float | None = None
+  local_rotary_theta: float | None = None
+  # Sliding-window attention (ModernBERT): layer i attends to its whole pair
+  # when i % global_every == 0, else to the tokens at most local_window // 2
+  # positions away (0: every layer global).
+  local_window: int = 0
+  global_every: int = 1
+  num_kv_heads: int | None = None  # grouped-query attention: key/value heads; None = num_heads
+  attention_bias: bool = True  # biases of the q, k, v and output projections
+  # Gated feed-forward (GeGLU, SwiGLU): activation(intermediate(x)) * up(x), then output.
+  gated_feed_forward: bool = False
+  feed_forward_in_bias: bool = True  # biases of intermediate (and up)
+  feed_forward_out_bias: bool = True  # bias of output
+  norm_type: Literal["layer", "rms"] = "layer"  # LayerNorm, or RMSNorm (EuroBERT)
+  norm_bias: bool = True  # LayerNorms with a bias (ModernBERT's have none)
+  embedding_norm: bool = True  # a norm on the embeddings (EuroBERT has none)
+  first_attention_norm: bool = True  # pre-LN: False leaves layer 0's attention input unnormed
+  # The pair's representation: its first token's state ("first"), the mean of
+  # its tokens' states ("mean"), or the mean of the pooler over each token
+  # ("late", EuroBERT's: the mean of per-token logits).
+  pooling: Literal["first", "mean", "late"] = "first"
+  pooler_bias: bool = True
+  pooler_norm: bool = False  # a norm after the pooler's activation (ModernBERT's head)
 
   @property
   def num_positions(self) -> int:
@@ -87,8 +113,20 @@ class ModelConfig:
       )
     if self.num_labels < 1:
       raise ValueError(f"num_labels must be at least 1, got {self.num_labels}.")
-    if self.activation not in ("relu", "gelu"):
-      raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}.")
+    if self.activation not in ("relu", "gelu", "silu"):
+      raise ValueError(f"activation must be 'relu', 'gelu' or 'silu', got {self.activation!r}.")
+    if self.num_kv_heads is not None and (self.num_kv_heads < 1
+                                          or self.num_heads % self.num_kv_heads):
+      raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+                       f"({self.num_kv_heads}).")
+    if self.local_window < 0 or self.global_every < 1:
+      raise ValueError("local_window must be at least 0 and global_every at least 1.")
+    if self.norm_type not in ("layer", "rms"):
+      raise ValueError(f"norm_type must be 'layer' or 'rms', got {self.norm_type!r}.")
+    if self.pooling not in ("first", "mean", "late"):
+      raise ValueError(f"pooling must be 'first', 'mean' or 'late', got {self.pooling!r}.")
+    if self.pooling == "late" and not self.pooler:
+      raise ValueError("pooling='late' averages the pooler over the tokens: set pooler=true.")
     if self.relative_attention and not (
         (self.position_buckets or self.max_relative_positions) > 0
         and set(self.relative_attention_types.split("|")) <= {"c2p", "p2c"}):

@@ -33,17 +33,23 @@ def _dtype(config: ModelConfig) -> jnp.dtype:
   return jnp.dtype(config.dtype)
 
 
-def _linear(d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs) -> nnx.Linear:
-  return nnx.Linear(d_in, d_out, kernel_init=_INIT, dtype=_dtype(config), rngs=rngs)
+def _linear(d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs,
+            bias: bool = True) -> nnx.Linear:
+  return nnx.Linear(d_in, d_out, use_bias=bias, kernel_init=_INIT, dtype=_dtype(config),
+                    rngs=rngs)
 
 
-def _layer_norm(config: ModelConfig, rngs: nnx.Rngs, width: int | None = None) -> nnx.LayerNorm:
-  return nnx.LayerNorm(
-      width or config.d_model, epsilon=config.layer_norm_eps, dtype=_dtype(config), rngs=rngs
-  )
+def _layer_norm(config: ModelConfig, rngs: nnx.Rngs,
+                width: int | None = None) -> nnx.LayerNorm | nnx.RMSNorm:
+  """`config.norm_type`'s norm: LayerNorm (with a bias when `config.norm_bias`) or RMSNorm."""
+  if config.norm_type == "rms":
+    return nnx.RMSNorm(width or config.d_model, epsilon=config.layer_norm_eps,
+                       dtype=_dtype(config), rngs=rngs)
+  return nnx.LayerNorm(width or config.d_model, epsilon=config.layer_norm_eps,
+                       use_bias=config.norm_bias, dtype=_dtype(config), rngs=rngs)
 
 
-_ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh,
+_ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "silu": jax.nn.silu,
                 "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
@@ -76,7 +82,8 @@ class PreProcess(nnx.Module):
   positions from `config.position_offset` (RoBERTa); `config.embedding_width`
   wide. With `config.seed_embedding`: word + position embedding plus
   `token_type_ids` and `attention_mask` added as raw numbers to every
-  dimension, then dropout, exactly as the seed does.
+  dimension, then dropout, exactly as the seed does. Without
+  `config.embedding_norm`, no norm (EuroBERT).
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
@@ -91,7 +98,7 @@ class PreProcess(nnx.Module):
       self.norm = None
     else:
       self.token_type_embeddings = embed(config.type_vocab_size) if config.type_vocab_size else None
-      self.norm = _layer_norm(config, rngs, width)
+      self.norm = _layer_norm(config, rngs, width) if config.embedding_norm else None
     self.match_embeddings = embed(2) if config.match_embedding else None
     self.dropout = nnx.Dropout(config.dropout)
 
@@ -124,20 +131,46 @@ class PreProcess(nnx.Module):
     else:
       if self.token_type_embeddings is not None:
         x = x + self.token_type_embeddings(token_type_ids)
-      x = self.norm(x)
+      if self.norm is not None:
+        x = self.norm(x)
     return _dropout(x, self.dropout, rngs)
 
 
-def attended(attention_mask: jax.Array, query_positions: jax.Array | None = None) -> jax.Array:
+def attended(attention_mask: jax.Array, query_positions: jax.Array | None = None,
+             window: int = 0, positions: jax.Array | None = None) -> jax.Array:
   """[batch, seq] segment ids -> [batch, 1, query, key] booleans: which keys
   each query attends to, those of its own segment; the queries are every
   position or the K positions `query_positions` [batch, K]. Padding queries
-  (segment 0) attend to every real key: their outputs are never read."""
+  (segment 0) attend to every real key: their outputs are never read.
+
+  With a `window` (ModernBERT's local attention), only the keys at most
+  window // 2 `positions` [batch or 1, seq] (the token's place in its pair)
+  from the query's."""
   query_segments = (attention_mask if query_positions is None
                     else jnp.take_along_axis(attention_mask, query_positions, axis=1))
   key_segments = attention_mask[:, None, None, :]
   query_segments = query_segments[:, None, :, None]
-  return (key_segments > 0) & ((key_segments == query_segments) | (query_segments == 0))
+  keep = (key_segments > 0) & ((key_segments == query_segments) | (query_segments == 0))
+  if not window:
+    return keep
+  positions = jnp.broadcast_to(positions, attention_mask.shape)
+  query_at = positions if query_positions is None else at_queries(positions, query_positions)
+  distance = jnp.abs(query_at[:, None, :, None] - positions[:, None, None, :])
+  return keep & (distance <= window // 2)
+
+
+def rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+  """Rotary position embedding (RoPE, transformers' rotate-half layout) of
+  `x` [batch, heads, seq, width] at `positions` [batch or 1, seq]: each
+  pair (i, i + width / 2) of features turned by the angle position * theta^(-2i / width),
+  computed in float32."""
+  width = x.shape[-1]
+  inverse_frequency = 1.0 / (theta ** (jnp.arange(0, width, 2, dtype=jnp.float32) / width))
+  angles = positions[..., None].astype(jnp.float32) * inverse_frequency  # [batch, seq, width/2]
+  angles = jnp.concatenate([angles, angles], axis=-1)[:, None]
+  first, second = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  turned = jnp.concatenate([-second, first], axis=-1)
+  return (x.astype(jnp.float32) * jnp.cos(angles) + turned * jnp.sin(angles)).astype(x.dtype)
 
 
 class MultiHeadAttention(nnx.Module):
@@ -149,23 +182,52 @@ class MultiHeadAttention(nnx.Module):
   the seed does. `config.attention_implementation` other than "einsum"
   computes the same through `jax.nn.dot_product_attention` (cuDNN's fused
   kernel with "cudnn"), without attention dropout.
+
+  Layer `index` of the encoder may rotate queries and keys by their positions
+  (`config.rotary_theta`, RoPE), attend within a sliding window (when
+  `config.local_window` and index % `config.global_every` != 0; then with
+  `config.local_rotary_theta`), and share each key/value head among
+  num_heads // `config.num_kv_heads` query heads (grouped-query attention).
   """
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, index: int = 0):
     d = config.d_model
     self.num_heads = config.num_heads
+    self.num_kv_heads = config.num_kv_heads or config.num_heads
     self.use_mask = config.mask_attention
     self.implementation = config.attention_implementation
-    self.q = _linear(d, d, config, rngs)
-    self.k = _linear(d, d, config, rngs)
-    self.v = _linear(d, d, config, rngs)
-    self.fc = _linear(d, d, config, rngs)
+    local = bool(config.local_window) and index % config.global_every != 0
+    self.window = config.local_window if local else 0
+    theta = config.local_rotary_theta if local else None
+    self.rotary_theta = theta or config.rotary_theta
+    kv = d // self.num_heads * self.num_kv_heads
+    bias = config.attention_bias
+    self.q = _linear(d, d, config, rngs, bias)
+    self.k = _linear(d, kv, config, rngs, bias)
+    self.v = _linear(d, kv, config, rngs, bias)
+    self.fc = _linear(d, d, config, rngs, bias)
     self.attention_dropout = nnx.Dropout(config.attention_dropout)
 
-  def _heads(self, x: jax.Array) -> jax.Array:
-    """[batch, seq, hidden] -> [batch, heads, seq, hidden // heads]."""
+  def _heads(self, x: jax.Array, heads: int | None = None) -> jax.Array:
+    """[batch, seq, heads x width] -> [batch, num_heads, seq, width]: `heads`
+    (num_heads by default; num_kv_heads for keys and values), each repeated
+    for its group of query heads."""
     b, s, d = x.shape
-    return x.reshape(b, s, self.num_heads, d // self.num_heads).transpose(0, 2, 1, 3)
+    heads = heads or self.num_heads
+    x = x.reshape(b, s, heads, d // heads).transpose(0, 2, 1, 3)
+    return jnp.repeat(x, self.num_heads // heads, axis=1) if heads != self.num_heads else x
+
+  def _queries_keys(self, x: jax.Array, query_positions: jax.Array | None,
+                    positions: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """[batch, heads, query, width] queries and [batch, heads, key, width]
+    keys, rotated by their `positions` [batch or 1, seq] with RoPE."""
+    queries = x if query_positions is None else at_queries(x, query_positions)
+    q, k = self._heads(self.q(queries)), self._heads(self.k(x), self.num_kv_heads)
+    if self.rotary_theta is None:
+      return q, k
+    positions = jnp.broadcast_to(positions, x.shape[:2])
+    query_at = positions if query_positions is None else at_queries(positions, query_positions)
+    return rotary(q, query_at, self.rotary_theta), rotary(k, positions, self.rotary_theta)
 
   def scores(self, q: jax.Array, k: jax.Array, relative: jax.Array | None,
              query_positions: jax.Array | None, rngs: nnx.Rngs | None) -> jax.Array:
@@ -177,52 +239,57 @@ class MultiHeadAttention(nnx.Module):
   def attention_weights(self, x: jax.Array, attention_mask: jax.Array,
                         query_positions: jax.Array | None = None,
                         relative: jax.Array | None = None,
-                        rngs: nnx.Rngs | None = None) -> jax.Array:
+                        rngs: nnx.Rngs | None = None,
+                        positions: jax.Array | None = None) -> jax.Array:
     """[batch, seq, hidden], [batch, seq] segment ids -> [batch, heads, query,
     key] weights; the queries are every position, or the K positions
     `query_positions` [batch, K]. `relative` is the encoder's
-    relative-position embeddings, for `RelativeAttention`.
+    relative-position embeddings, for `RelativeAttention`; `positions`
+    [batch or 1, seq] each token's place in its pair, for RoPE and the
+    sliding window (0, 1, ... by default).
 
     Softmax is taken in float32 whatever the compute dtype.
     """
-    queries = x if query_positions is None else at_queries(x, query_positions)
-    q, k = self._heads(self.q(queries)), self._heads(self.k(x))
+    if positions is None:
+      positions = jnp.arange(x.shape[1])[None]
+    q, k = self._queries_keys(x, query_positions, positions)
     scores = self.scores(q, k, relative, query_positions, rngs)
     if self.use_mask:
-      keep = attended(attention_mask, query_positions)
+      keep = attended(attention_mask, query_positions, self.window, positions)
       scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
     return jax.nn.softmax(scores, axis=-1)
 
   def __call__(
       self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
       query_positions: jax.Array | None = None, relative: jax.Array | None = None,
+      positions: jax.Array | None = None,
   ) -> jax.Array:
     """[batch, seq, hidden], [batch, seq] segment ids -> [batch, seq, hidden],
     or [batch, K, hidden] (the outputs at `query_positions` [batch, K] alone):
-    the same values and dropout at a fraction of the work."""
+    the same values and dropout at a fraction of the work. `positions`
+    [batch or 1, seq]: each token's place in its pair (RoPE, sliding window)."""
+    if positions is None:
+      positions = jnp.arange(x.shape[1])[None]
     if self.implementation != "einsum":
-      return self._fused(x, attention_mask, query_positions)
+      return self._fused(x, attention_mask, query_positions, positions)
     weights = self.attention_weights(x, attention_mask, query_positions, relative,
-                                     rngs).astype(x.dtype)
+                                     rngs, positions).astype(x.dtype)
     b, h, _, s = weights.shape
     full_shape = None if query_positions is None else (b, h, s, s)
     weights = _dropout(weights, self.attention_dropout, rngs, full_shape, query_positions, 2)
-    v = self._heads(self.v(x))
+    v = self._heads(self.v(x), self.num_kv_heads)
     out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
     b, h, s, dh = out.shape
     return self.fc(out.transpose(0, 2, 1, 3).reshape(b, s, h * dh))
 
   def _fused(self, x: jax.Array, attention_mask: jax.Array,
-             query_positions: jax.Array | None) -> jax.Array:
+             query_positions: jax.Array | None, positions: jax.Array) -> jax.Array:
     """`__call__` through `jax.nn.dot_product_attention` (no attention dropout)."""
-    queries = x if query_positions is None else at_queries(x, query_positions)
-
-    def heads(y: jax.Array) -> jax.Array:  # [batch, seq, hidden] -> [batch, seq, heads, width]
-      return y.reshape(*y.shape[:2], self.num_heads, y.shape[-1] // self.num_heads)
-
+    q, k = self._queries_keys(x, query_positions, positions)
+    seq_major = lambda y: y.transpose(0, 2, 1, 3)  # [batch, heads, seq, width] -> [b, s, h, w]
     out = jax.nn.dot_product_attention(
-        heads(self.q(queries)), heads(self.k(x)), heads(self.v(x)),
-        mask=attended(attention_mask, query_positions),
+        seq_major(q), seq_major(k), seq_major(self._heads(self.v(x), self.num_kv_heads)),
+        mask=attended(attention_mask, query_positions, self.window, positions),
         implementation=None if self.implementation == "auto" else self.implementation)
     return self.fc(out.reshape(*out.shape[:2], -1))
 
@@ -249,8 +316,8 @@ class RelativeAttention(MultiHeadAttention):
   divided by sqrt(head width x (1 + number of position terms)). The
   position embeddings take dropout in every layer, as in transformers."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-    super().__init__(config, rngs=rngs)
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, index: int = 0):
+    super().__init__(config, rngs=rngs, index=index)
     self.types = tuple(config.relative_attention_types.split("|"))
     self.span = config.position_buckets or config.max_relative_positions
     self.buckets, self.max_relative = config.position_buckets, config.max_relative_positions
@@ -292,37 +359,52 @@ class RelativeAttention(MultiHeadAttention):
 class EncoderLayer(nnx.Module):
   """Attention then a two-layer feed-forward block, each with a residual and
   LayerNorm: after the residual (`norm="post"`, BERT and the seed) or before
-  the sublayer (`norm="pre"`)."""
+  the sublayer (`norm="pre"`).
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  The feed-forward block is output(activation(intermediate(x))), or gated
+  with `config.gated_feed_forward`: output(activation(intermediate(x)) *
+  up(x)) (GeGLU, SwiGLU). Layer `index` 0 of a pre-LN encoder without
+  `config.first_attention_norm` has no attention norm (ModernBERT)."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, index: int = 0):
     self.pre_norm = config.norm == "pre"
     self.activation = config.activation
     attention = RelativeAttention if config.relative_attention else MultiHeadAttention
-    self.attention = attention(config, rngs=rngs)
-    self.attention_norm = _layer_norm(config, rngs)
-    self.intermediate = _linear(config.d_model, config.d_ff, config, rngs)
-    self.output = _linear(config.d_ff, config.d_model, config, rngs)
+    self.attention = attention(config, rngs=rngs, index=index)
+    unnormed = self.pre_norm and index == 0 and not config.first_attention_norm
+    self.attention_norm = None if unnormed else _layer_norm(config, rngs)
+    in_bias = config.feed_forward_in_bias
+    self.intermediate = _linear(config.d_model, config.d_ff, config, rngs, in_bias)
+    self.up = (_linear(config.d_model, config.d_ff, config, rngs, in_bias)
+               if config.gated_feed_forward else None)
+    self.output = _linear(config.d_ff, config.d_model, config, rngs, config.feed_forward_out_bias)
     self.output_norm = _layer_norm(config, rngs)
     self.dropout = nnx.Dropout(config.dropout)
 
   def _feed_forward(self, x: jax.Array) -> jax.Array:
-    return self.output(_ACTIVATIONS[self.activation](self.intermediate(x)))
+    hidden = _ACTIVATIONS[self.activation](self.intermediate(x))
+    return self.output(hidden if self.up is None else hidden * self.up(x))
 
   def __call__(
       self, x: jax.Array, attention_mask: jax.Array, *, rngs: nnx.Rngs | None = None,
       query_positions: jax.Array | None = None, relative: jax.Array | None = None,
+      positions: jax.Array | None = None,
   ) -> jax.Array:
     """[batch, seq, hidden], [batch, seq] segment ids -> [batch, seq, hidden],
     or [batch, K, hidden] with `query_positions` [batch, K]: those positions
     attend to every key, and only their rows go through the rest of the
-    layer. `relative`: the encoder's relative-position embeddings (DeBERTa)."""
+    layer. `relative`: the encoder's relative-position embeddings (DeBERTa);
+    `positions` [batch or 1, seq]: each token's place in its pair (RoPE,
+    sliding window)."""
     full_shape = None if query_positions is None else x.shape
     attend = lambda y: self.attention(y, attention_mask, rngs=rngs,
-                                      query_positions=query_positions, relative=relative)
+                                      query_positions=query_positions, relative=relative,
+                                      positions=positions)
     drop = lambda y: _dropout(y, self.dropout, rngs, full_shape, query_positions)
     residual = x if query_positions is None else at_queries(x, query_positions)
     if self.pre_norm:
-      x = residual + drop(attend(self.attention_norm(x)))
+      normed = x if self.attention_norm is None else self.attention_norm(x)
+      x = residual + drop(attend(normed))
       return x + drop(self._feed_forward(self.output_norm(x)))
     x = self.attention_norm(residual + drop(attend(x)))
     return self.output_norm(x + drop(self._feed_forward(x)))
@@ -337,7 +419,8 @@ class Encoder(nnx.Module):
     self.embeddings = PreProcess(config, rngs=rngs)
     self.embeddings_project = (_linear(config.embedding_width, config.d_model, config, rngs)
                                if config.embedding_width != config.d_model else None)
-    self.layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_layers)])
+    self.layers = nnx.List([EncoderLayer(config, rngs=rngs, index=i)
+                            for i in range(config.num_layers)])
     self.final_norm = _layer_norm(config, rngs) if config.norm == "pre" else None
     span = config.position_buckets or config.max_relative_positions
     self.relative_embeddings = nnx.Embed(
@@ -375,10 +458,20 @@ class Encoder(nnx.Module):
     for i, layer in enumerate(self.layers):
       last = i == len(self.layers) - 1
       x = layer(x, attention_mask, rngs=rngs, query_positions=query_positions if last else None,
-                relative=relative)
+                relative=relative, positions=positions)
     if self.final_norm is not None:
       x = self.final_norm(x)
     return x
+
+
+def segment_means(states: jax.Array, attention_mask: jax.Array, num_pairs: int) -> jax.Array:
+  """[batch, seq, hidden] states, [batch, seq] segment ids -> [batch,
+  num_pairs, hidden]: slot k the mean over the tokens of segment k + 1 (zero
+  for an empty slot)."""
+  slots = attention_mask[:, None, :] == jnp.arange(1, num_pairs + 1)[None, :, None]
+  slots = slots.astype(states.dtype)  # [batch, num_pairs, seq]
+  counts = jnp.maximum(slots.sum(axis=-1, keepdims=True), 1)
+  return jnp.einsum("bks,bsh->bkh", slots, states) / counts
 
 
 class PairClassifier(nnx.Module):
@@ -390,12 +483,18 @@ class PairClassifier(nnx.Module):
   The pooler and the logits cover the heads of the BERT family: BERT's pooler
   (tanh), RoBERTa's and ELECTRA's classification heads (dropout, dense, tanh
   or GELU), DistilBERT's pre_classifier (ReLU); a 2-label head becomes one
-  logit, the difference of its two.
+  logit, the difference of its two. With `config.pooling` "mean" the pair is
+  the mean of its tokens' states instead of the first's (ModernBERT), with
+  "late" the mean of the pooler over each token (EuroBERT); `config.pooler_norm`
+  adds a norm after the pooler (ModernBERT's head).
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     self.encoder = Encoder(config, rngs=rngs)
-    self.pooler = _linear(config.d_model, config.d_model, config, rngs) if config.pooler else None
+    self.pooling = config.pooling
+    self.pooler = (_linear(config.d_model, config.d_model, config, rngs, config.pooler_bias)
+                   if config.pooler else None)
+    self.pooler_norm = _layer_norm(config, rngs) if config.pooler_norm else None
     self.pooler_activation = config.pooler_activation
     self.pooler_dropout = nnx.Dropout(config.dropout) if config.pooler_input_dropout else None
     dropout = config.dropout if config.classifier_dropout is None else config.classifier_dropout
@@ -414,22 +513,34 @@ class PairClassifier(nnx.Module):
       rngs: nnx.Rngs | None = None,
   ) -> jax.Array:
     """[batch, seq] inputs -> [batch, hidden] pair representations, or
-    [batch, K, hidden], one per pair starting at `first_positions` [batch, K]."""
+    [batch, K, hidden], one per pair starting at `first_positions` [batch, K]
+    (pair k holding the tokens of segment k + 1)."""
     one_pair = first_positions is None
     if one_pair:
       first_positions = jnp.zeros((input_ids.shape[0], 1), jnp.int32)
-    first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids,
-                         positions=positions, query_positions=first_positions, rngs=rngs)
-    pooled = self.pool(first, rngs)
+    if self.pooling == "first":
+      first = self.encoder(input_ids, token_type_ids, attention_mask, match_ids,
+                           positions=positions, query_positions=first_positions, rngs=rngs)
+      pooled = self.pool(first, rngs)
+    else:
+      states = self.encoder(input_ids, token_type_ids, attention_mask, match_ids,
+                            positions=positions, rngs=rngs)
+      if self.pooling == "late":
+        states = self.pool(states, rngs)
+      pooled = segment_means(states, attention_mask, first_positions.shape[1])
+      if self.pooling == "mean":
+        pooled = self.pool(pooled, rngs)
     return pooled[:, 0] if one_pair else pooled
 
   def pool(self, first: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
-    """[..., hidden] first-token states -> [..., hidden] through the pooler."""
+    """[..., hidden] first-token (or mean, or each token's) states ->
+    [..., hidden] through the pooler (and its norm)."""
     if self.pooler is None:
       return first
     if self.pooler_dropout is not None:
       first = _dropout(first, self.pooler_dropout, rngs)
-    return _ACTIVATIONS[self.pooler_activation](self.pooler(first))
+    pooled = _ACTIVATIONS[self.pooler_activation](self.pooler(first))
+    return pooled if self.pooler_norm is None else self.pooler_norm(pooled)
 
   def __call__(
       self,

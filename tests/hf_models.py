@@ -34,15 +34,43 @@ CONFIGS = {
         relative_attention=True, max_relative_positions=12, pos_att_type=["c2p", "p2c"],
         share_att_key=False, position_biased_input=True, pooler_hidden_size=32),
 }
+# The rotary-position families (tests/test_rope_families.py): 4 layers, so that
+# ModernBERT's global (0, 3) and sliding-window (1, 2) layers both occur, and a
+# window of 8 (4 tokens each way), shorter than the test pairs.
+ROPE_SHAPE = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                  intermediate_size=24, num_labels=2, pad_token_id=0, bos_token_id=2,
+                  eos_token_id=3)
+ROPE_CONFIGS = {
+    "modernbert": lambda vocab: transformers.ModernBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, cls_token_id=2, sep_token_id=3, local_attention=8,
+        global_attn_every_n_layers=3, global_rope_theta=5000.0, local_rope_theta=300.0),
+    # ModernBERT's other options: mean pooling, biases, global every other layer.
+    "modernbert-mean": lambda vocab: transformers.ModernBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, cls_token_id=2, sep_token_id=3, local_attention=6,
+        global_attn_every_n_layers=2, classifier_pooling="mean", attention_bias=True,
+        mlp_bias=True, norm_bias=True, classifier_bias=True, classifier_activation="relu",
+        hidden_activation="silu"),
+    "gte": lambda vocab: transformers.GteConfig(
+        **ROPE_SHAPE, vocab_size=vocab, type_vocab_size=2, layer_norm_eps=1e-7,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0}),
+    # Grouped-query attention (2 key/value heads for 4 query heads), late pooling.
+    "eurobert": lambda vocab: transformers.EuroBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, num_key_value_heads=2, mask_token_id=4,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0}),
+    # EuroBERT's other options: first-token pooling, biases.
+    "eurobert-bos": lambda vocab: transformers.EuroBertConfig(
+        **ROPE_SHAPE, vocab_size=vocab, mask_token_id=4, classifier_pooling="bos",
+        attention_bias=True, mlp_bias=True, rms_norm_eps=1e-6),
+}
 BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
 
 
 def random_model(family: str, vocab_size: int, num_labels: int = 2,
                  id2label: dict[int, str] | None = None):
   """An eval-mode `*ForSequenceClassification` (2 labels, or `num_labels`
-  named by `id2label`) of `family` (a key of CONFIGS)."""
+  named by `id2label`) of `family` (a key of CONFIGS or ROPE_CONFIGS)."""
   torch.manual_seed(0)
-  config = CONFIGS[family](vocab_size)
+  config = (CONFIGS | ROPE_CONFIGS)[family](vocab_size)
   config.num_labels = num_labels
   if id2label:
     config.id2label, config.label2id = id2label, {v: k for k, v in id2label.items()}

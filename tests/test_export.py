@@ -53,7 +53,7 @@ def _round_trip(workdir: Path, args: list[str], mrpc_dir, splits, tmp_path) -> N
 
 
 @pytest.mark.slow  # end to end through train.main and export.main
-@pytest.mark.parametrize("family", sorted(hf_models.CONFIGS))
+@pytest.mark.parametrize("family", sorted(hf_models.CONFIGS) + ["eurobert", "gte", "modernbert"])
 def test_a_fine_tuned_family_exports_with_the_same_probabilities(family, mrpc_dir, splits,
                                                                  tmp_path):
   folder = hf_models.checkpoint(family, tmp_path / "checkpoint", _sentences(splits))

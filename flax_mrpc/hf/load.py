@@ -3,12 +3,13 @@
 A checkpoint is a folder with `config.json`, `model.safetensors` (or
 `pytorch_model.bin`, which needs torch) and its tokenizer files, or a hub id
 when online. Its `model_type` picks the family (`flax_mrpc.hf.families`: bert,
-roberta, xlm-roberta, distilbert, electra, deberta-v2), whose config
-translation gives the `ModelConfig` and whose explicit weight names map every
-weight onto `PairClassifier`. A checkpoint with a sequence-classification head
-of the task's size (one fine-tuned on MRPC, an MNLI model's 3 labels) brings
-it along (`hf.heads`): a binary model's probability is then the checkpoint's
-softmax[:, 1]; one without a head gets a fresh one.
+roberta, xlm-roberta, distilbert, electra, deberta-v2, modernbert, gte,
+eurobert), whose config translation gives the `ModelConfig` and whose
+explicit weight names map every weight onto `PairClassifier`. A checkpoint
+with a sequence-classification head of the task's size (one fine-tuned on
+MRPC, an MNLI model's 3 labels) brings it along (`hf.heads`): a binary
+model's probability is then the checkpoint's softmax[:, 1]; one without the
+head's output layer gets a fresh head.
 Missing, unexpected or mis-shaped weights are one `PretrainedError` listing
 them; another `model_type`, or a config option the modules do not
 implement, is one naming it.
@@ -131,13 +132,13 @@ def load_into(model: nnx.Module, config: ModelConfig, checkpoint: Path,
   by_name = {name.removeprefix(family.PREFIX): value for name, value in stored.items()}
   names = family.encoder_names(config)
   head = family.head_names(config)
-  has_head = any(hf_name in by_name for hf_name, _ in head.values())
+  has_head = head[("classifier", "kernel")][0] in by_name  # the head's output layer
   if has_head and fresh_head:
     by_name = {k: v for k, v in by_name.items() if k not in {n for n, _ in head.values()}}
     has_head = False
   if has_head:
     names |= _head(head, by_name, hf, task, source)
-  missing = [hf_name for hf_name, _ in names.values() if hf_name not in by_name]
+  missing = sorted({hf_name for hf_name, _ in names.values() if hf_name not in by_name})
   arrays = {path: convert(by_name[hf_name]) for path, (hf_name, convert) in names.items()
             if hf_name in by_name}
   mis_shaped = [f"{names[path][0]}: {by_name[names[path][0]].shape} in the {source}, "

@@ -3,7 +3,8 @@ and the {name: array} that transformers loads, mapped back through each
 family's weight table (`families`), and the folder holding them.
 
 A classifier keeps the family and config.json of the checkpoint it was
-fine-tuned from, or becomes a BERT where its config maps onto one
+fine-tuned from (the keys its family's `hf_config` writes taken from the
+model), or becomes a BERT where its config maps onto one
 (`families.bert.hf_config` names the fields that do not); either way a
 `*ForSequenceClassification` of the task's labels (`hf.heads`): a binary
 model's softmax[:, 1] is this project's probability. A pretrained `MaskedLM` becomes a `BertForMaskedLM` with its
@@ -38,17 +39,28 @@ def _mapped(params: nnx.State, names: dict, model_type: str,
   unmapped = sorted(set(flat) - set(names))
   if unmapped:
     raise common.PretrainedError(f"these parameters have no {model_type} name: {unmapped}.")
-  return {hf_name: np.ascontiguousarray(inverse[convert](flat[path]))
-          for path, (hf_name, convert) in names.items()}
+  arrays, blocks = {}, {}
+  for path, (hf_name, convert) in names.items():
+    if isinstance(convert, common.Block):  # one block of a fused weight
+      blocks.setdefault(hf_name, {})[convert.index] = convert.inverse(flat[path])
+    else:
+      arrays[hf_name] = inverse[convert](flat[path])
+  arrays |= {hf_name: np.concatenate([parts[i] for i in sorted(parts)])
+             for hf_name, parts in blocks.items()}
+  return {hf_name: np.ascontiguousarray(array) for hf_name, array in arrays.items()}
 
 
 def classifier_config(config: Config) -> dict[str, Any]:
   """The config.json of a classifier trained with `config`: its starting
-  checkpoint's, or a BERT's, with the task's head (`heads.label_config`)."""
+  checkpoint's (with the fields its family's `hf_config` writes taken from
+  the model, which a --set may have changed), or a BERT's, with the task's
+  head (`heads.label_config`)."""
   source = config.train.pretrained
   hf = (json.loads((Path(source) / "config.json").read_text()) if source
         else bert.hf_config(config.model))
   model_type = hf.get("model_type") or "bert"
+  if source and hasattr(FAMILIES[model_type], "hf_config"):
+    hf |= FAMILIES[model_type].hf_config(config.model)
   return hf | {
       "model_type": model_type, "architectures": [FAMILIES[model_type].ARCHITECTURES[model_type]],
       **heads.label_config(config.task)}
@@ -61,7 +73,10 @@ def classifier_weights(params: nnx.State, model: ModelConfig, model_type: str,
   family = FAMILIES[model_type]
   names = {path: (family.PREFIX + hf_name, convert)
            for path, (hf_name, convert) in family.encoder_names(model).items()}
-  return _mapped(params, names | family.head_names(model), model_type, task)
+  in_base = getattr(family, "HEAD_IN_BASE", ())  # head layers the base model holds (GTE's pooler)
+  head = {path: (family.PREFIX + hf_name if hf_name.startswith(in_base) else hf_name, convert)
+          for path, (hf_name, convert) in family.head_names(model).items()}
+  return _mapped(params, names | head, model_type, task)
 
 
 def masked_lm_config(model: ModelConfig) -> dict[str, Any]:

@@ -54,7 +54,12 @@ def learning_rate(model: ModelConfig) -> float:
 _BERT_NEEDS = {"seed_embedding": False, "match_embedding": False, "norm": "post",
                "mask_attention": True, "pooler": True, "pooler_activation": "tanh",
                "pooler_input_dropout": False, "position_offset": 0, "embedding_size": None,
-               "absolute_positions": True, "relative_attention": False}
+               "absolute_positions": True, "relative_attention": False, "rotary_theta": None,
+               "local_window": 0, "num_kv_heads": None, "attention_bias": True,
+               "gated_feed_forward": False, "feed_forward_in_bias": True,
+               "feed_forward_out_bias": True, "norm_type": "layer", "norm_bias": True,
+               "embedding_norm": True, "pooling": "first", "pooler_bias": True,
+               "pooler_norm": False}
 
 
 def hf_config(model: ModelConfig) -> dict[str, Any]:

@@ -3,6 +3,7 @@ BERT-style layer names that BERT, RoBERTa and ELECTRA all use."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,9 +41,41 @@ def head_bias(array: np.ndarray) -> np.ndarray:
 INVERSE = {same: same, kernel: kernel}
 
 
-def linear(ours: tuple, hf: str) -> Names:
-  """A torch Linear `hf` (weight, bias) onto our nnx.Linear at path `ours`."""
-  return {ours + ("kernel",): (f"{hf}.weight", kernel), ours + ("bias",): (f"{hf}.bias", same)}
+@dataclasses.dataclass(frozen=True)
+class Block:
+  """Block `index` of `count` equal blocks along the first axis of a fused
+  torch weight [count x out, in] or bias [count x out] (ModernBERT's Wqkv
+  and Wi, GTE's qkv_proj and up_gate_proj), as ours: transposed to a kernel
+  when `kernel`. Several of our parameters read one fused weight; export
+  (`save`) writes their `inverse`s back, concatenated in index order."""
+
+  index: int
+  count: int
+  kernel: bool
+
+  def __call__(self, array: np.ndarray) -> np.ndarray:
+    block = np.array_split(array, self.count, axis=0)[self.index]  # uneven: a mis-shaped error
+    return block.T if self.kernel else block
+
+  def inverse(self, ours: np.ndarray) -> np.ndarray:
+    return ours.T if self.kernel else ours
+
+
+def linear(ours: tuple, hf: str, bias: bool = True) -> Names:
+  """A torch Linear `hf` (weight, and bias when `bias`) onto our nnx.Linear at path `ours`."""
+  names = {ours + ("kernel",): (f"{hf}.weight", kernel)}
+  return names | ({ours + ("bias",): (f"{hf}.bias", same)} if bias else {})
+
+
+def fused_linear(ours: list[tuple], hf: str, bias: bool = True) -> Names:
+  """A torch Linear `hf` whose output is our nnx.Linears at the paths `ours`,
+  one after another (a fused projection such as Wqkv)."""
+  names = {}
+  for index, path in enumerate(ours):
+    names[path + ("kernel",)] = (f"{hf}.weight", Block(index, len(ours), kernel=True))
+    if bias:
+      names[path + ("bias",)] = (f"{hf}.bias", Block(index, len(ours), kernel=False))
+  return names
 
 
 def classification_head(dense: str | None, out: str) -> Names:
@@ -53,8 +86,10 @@ def classification_head(dense: str | None, out: str) -> Names:
                   ("classifier", "bias"): (f"{out}.bias", head_bias)}
 
 
-def layer_norm(ours: tuple, hf: str) -> Names:
-  return {ours + ("scale",): (f"{hf}.weight", same), ours + ("bias",): (f"{hf}.bias", same)}
+def layer_norm(ours: tuple, hf: str, bias: bool = True) -> Names:
+  """A LayerNorm (or, without `bias`, one without a bias, or an RMSNorm) onto ours."""
+  names = {ours + ("scale",): (f"{hf}.weight", same)}
+  return names | ({ours + ("bias",): (f"{hf}.bias", same)} if bias else {})
 
 
 def embedding(ours: tuple, hf: str) -> Names:
@@ -83,6 +118,40 @@ def bert_embeddings(segments: bool) -> Names:
   if segments:
     names |= embedding(emb + ("token_type_embeddings",), "embeddings.token_type_embeddings")
   return names | layer_norm(emb + ("norm",), "embeddings.LayerNorm")
+
+
+def rope_theta(parameters: dict[str, Any] | None, theta: float, path: Path, key: str) -> float:
+  """The base of a default-type RoPE from config.json's `rope_parameters`
+  (or `rope_scaling`) dict `parameters` (transformers 5), else `theta` (the
+  older top-level key or the family's default); any other `rope_type` is a
+  PretrainedError naming it, as config key `key`."""
+  parameters = parameters or {}
+  kind = parameters.get("rope_type", parameters.get("type", "default"))
+  if kind != "default":
+    raise PretrainedError(f"{path}: {key} rope_type {kind!r} is not supported here (supported: "
+                          "'default').")
+  return float(parameters.get("rope_theta", theta))
+
+
+# The ModelConfig fields every rotary family (ModernBERT, GTE, EuroBERT) needs, with their values.
+ROTARY_NEEDS = {"seed_embedding": False, "match_embedding": False, "mask_attention": True,
+                "position_offset": 0, "embedding_size": None, "absolute_positions": False,
+                "relative_attention": False, "gated_feed_forward": True, "pooler": True,
+                "pooler_input_dropout": False}
+
+
+def check_fields(model: Any, needs: dict[str, Any], family: str,
+                 allowed: dict[str, tuple] | None = None) -> None:
+  """Raises a PretrainedError naming each field of the ModelConfig `model`
+  that differs from its value in `needs`, or is not one of its values in
+  `allowed` (what `family`'s config.json can hold)."""
+  wrong = [f"{name}={getattr(model, name)!r} ({family} needs {value!r})"
+           for name, value in needs.items() if getattr(model, name) != value]
+  wrong += [f"{name}={getattr(model, name)!r} ({family} needs one of {values!r})"
+            for name, values in (allowed or {}).items() if getattr(model, name) not in values]
+  if wrong:
+    raise PretrainedError(f"this model has no Hugging Face {family} equivalent: "
+                          + "; ".join(wrong) + ".")
 
 
 def require(hf: dict[str, Any], key: str, allowed: tuple, path: Path, default: Any = None) -> Any:
