@@ -341,7 +341,10 @@ class Config:
     if "seed_quirks" in model:  # written before the two seed fixes were separate fields
       quirks = model.pop("seed_quirks")
       model.update(seed_embedding=quirks, mask_attention=not quirks)
-    return cls(model=ModelConfig(**model), train=TrainConfig(**d["train"]),
+    train = dict(d["train"])
+    if "task" not in d:  # written before tasks, when one-order scoring was the default
+      train.setdefault("symmetric_eval", False)
+    return cls(model=ModelConfig(**model), train=TrainConfig(**train),
                pretrain=PretrainConfig(**d.get("pretrain", {})),
                task=TaskConfig(**d.get("task", {})))
 

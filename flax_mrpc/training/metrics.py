@@ -5,7 +5,6 @@ over N classes, Pearson and Spearman correlations of regression scores."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 from flax_mrpc.config import TaskConfig
 
@@ -49,8 +48,16 @@ def correlations(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
   labels, scores = np.asarray(labels, np.float64), np.asarray(scores, np.float64)
   if np.ptp(scores) == 0 or np.ptp(labels) == 0:
     return {"pearson": 0.0, "spearman": 0.0}
-  return {"pearson": float(scipy.stats.pearsonr(labels, scores).statistic),
-          "spearman": float(scipy.stats.spearmanr(labels, scores).statistic)}
+  return {"pearson": float(np.corrcoef(labels, scores)[0, 1]),
+          "spearman": float(np.corrcoef(_ranks(labels), _ranks(scores))[0, 1])}
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+  """[n] ranks of [n] values, ties sharing their mean rank (Spearman's)."""
+  ranks = np.empty(len(values))
+  ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+  _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+  return (np.bincount(inverse, weights=ranks) / counts)[inverse]
 
 
 def task_metrics(task: TaskConfig, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
