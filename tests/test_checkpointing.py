@@ -199,7 +199,7 @@ def test_evaluate_and_predict_reproduce_the_run(reference, mrpc_dir, tmp_path, m
     assert float(s[1]) == pytest.approx(paraphrase if e[1] == "1" else 1 - paraphrase, abs=2e-6)
 
   assert predict.main(["--workdir", str(reference), "--glue-submission",
-                       "--output", str(tmp_path / "MRPC.tsv")]) == 0
+                       "--output", str(tmp_path)]) == 0  # a folder
   lines = (tmp_path / "MRPC.tsv").read_text().splitlines()
   assert lines[0] == "index\tprediction" and len(lines) == 1726
 
