@@ -7,6 +7,7 @@ it can be written next to results and checkpoints and compared on resume.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any, Literal
 
@@ -333,7 +334,8 @@ class Config:
                        "each pair: set mask_attention=true and seed_embedding=false.")
 
   def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
+    """The config as JSON holds it (tuples as lists), so a saved config equals it."""
+    return json.loads(json.dumps(dataclasses.asdict(self)))
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "Config":
