@@ -4,6 +4,7 @@ with transformers (torch CPU), their weights moved well away from the
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 
@@ -63,6 +64,34 @@ ROPE_CONFIGS = {
         attention_bias=True, mlp_bias=True, rms_norm_eps=1e-6),
 }
 BYTE_LEVEL = ("roberta", "xlm-roberta")  # byte-level BPE tokenizers; the rest WordPiece
+# Parity inputs: three pairs padded to SEQ tokens, of LENGTHS real tokens.
+VOCAB, SEQ, LENGTHS = 100, 16, (16, 11, 6)
+
+
+def pair_inputs(config) -> tuple:
+  """(ids, segments, mask), each [3, SEQ] int64, for a model of `config`:
+  random ids, the second segment from token 4 (all 0 where the family has
+  fewer than 2 segments), padding with the config's pad id."""
+  rng = np.random.default_rng(0)
+  pad = config.pad_token_id if config.pad_token_id is not None else 0
+  mask = (np.arange(SEQ)[None] < np.array(LENGTHS)[:, None]).astype(np.int64)
+  ids = np.where(mask, rng.integers(5, VOCAB, (len(LENGTHS), SEQ)), pad)
+  types = np.where(mask & (np.arange(SEQ)[None] >= 4), 1, 0)
+  if getattr(config, "type_vocab_size", 0) < 2:
+    types = np.zeros_like(types)
+  return ids, types, mask
+
+
+def reference_outputs(hf, ids, types, mask) -> tuple:
+  """transformers' last hidden states [batch, seq, hidden] (after any final
+  norm) and softmax[:, 1] [batch] of a 2-label `hf`."""
+  args = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+  if getattr(hf.config, "type_vocab_size", 0):
+    args["token_type_ids"] = torch.tensor(types)
+  with torch.no_grad():
+    hidden = hf.base_model(**args).last_hidden_state.numpy()
+    probability = torch.softmax(hf(**args).logits, -1)[:, 1].numpy()
+  return hidden, probability
 
 
 def random_model(family: str, vocab_size: int, num_labels: int = 2,

@@ -16,30 +16,8 @@ from flax_mrpc.hf.families import FAMILIES as FAMILY_MODULES
 
 torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
 transformers = pytest.importorskip("transformers")
-from hf_models import CONFIGS, random_model  # noqa: E402  (needs torch)
-
-VOCAB, SEQ, LENGTHS = 99, 16, (16, 11, 6)
-
-
-def _inputs(config):
-  rng = np.random.default_rng(0)
-  pad = config.pad_token_id if config.pad_token_id is not None else 0
-  mask = (np.arange(SEQ)[None] < np.array(LENGTHS)[:, None]).astype(np.int64)
-  ids = np.where(mask, rng.integers(5, VOCAB, (len(LENGTHS), SEQ)), pad)
-  types = np.where(mask & (np.arange(SEQ)[None] >= 4), 1, 0)
-  if getattr(config, "type_vocab_size", 2) < 2:
-    types = np.zeros_like(types)
-  return ids, types, mask
-
-
-def _reference(hf, ids, types, mask):
-  args = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
-  if hf.config.model_type != "distilbert":
-    args["token_type_ids"] = torch.tensor(types)
-  with torch.no_grad():
-    out = hf(**args, output_hidden_states=True)
-  return out.hidden_states[-1].numpy(), torch.softmax(out.logits, -1)[:, 1].numpy()
-
+from hf_models import (  # noqa: E402  (needs torch)
+    CONFIGS, LENGTHS, SEQ, VOCAB, pair_inputs, random_model, reference_outputs)
 
 @pytest.fixture(params=sorted(CONFIGS))
 def family(request):
@@ -50,8 +28,8 @@ def family(request):
 def test_hidden_states_and_probability_equal_transformers(family, with_head, tmp_path):
   hf = random_model(family, VOCAB)
   (hf if with_head else hf.base_model).save_pretrained(str(tmp_path))
-  ids, types, mask = _inputs(hf.config)
-  hidden_ref, probability_ref = _reference(hf, ids, types, mask)
+  ids, types, mask = pair_inputs(hf.config)
+  hidden_ref, probability_ref = reference_outputs(hf, ids, types, mask)
   model, config, _ = load.load_pretrained(str(tmp_path), max_length=SEQ)
   real = mask.astype(bool)
   hidden = np.asarray(model.encoder(ids, types, mask))
@@ -110,7 +88,7 @@ def test_a_head_of_the_task_s_size_imports_in_the_task_s_label_order(family, tas
   hf = random_model(family, VOCAB, num_labels=3 if three else 1,
                     id2label=NLI_ORDER if three else None)
   hf.save_pretrained(str(tmp_path))
-  ids, types, mask = _inputs(hf.config)
+  ids, types, mask = pair_inputs(hf.config)
   args = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask),
           "token_type_ids": torch.tensor(types)}
   with torch.no_grad():
@@ -131,7 +109,7 @@ def test_a_head_of_another_size_is_refused_unless_a_fresh_one_is_asked(tmp_path)
     load.load_pretrained(str(tmp_path), max_length=SEQ, task=glue_task("stsb"))
   model, _, _ = load.load_pretrained(str(tmp_path), max_length=SEQ, fresh_head=True)
   assert model.classifier.kernel.shape == (32, 1)
-  ids, types, mask = _inputs(random_model("bert", VOCAB).config)
+  ids, types, mask = pair_inputs(random_model("bert", VOCAB).config)
   assert np.asarray(model(ids, types, mask)).shape == (len(LENGTHS),)
 
 
@@ -217,7 +195,7 @@ def test_a_3_label_or_regression_model_exports_to_transformers(family, task_name
   assert not any(loading.values()), loading
   assert exported.config.problem_type == ("single_label_classification" if three
                                           else "regression")
-  ids, types, mask = _inputs(exported.config)
+  ids, types, mask = pair_inputs(exported.config)
   with torch.no_grad():
     theirs = exported.eval()(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
                              token_type_ids=torch.tensor(types)).logits.numpy()

@@ -53,11 +53,37 @@ def packed(split, rows_per_batch=8):
   return {k: jnp.asarray(v) for k, v in batch.items()}, np.concatenate(rows)
 
 
-def _logits(graphdef, params, batch, rngs=None):
+def logits_of(graphdef, params, batch, rngs=None):
   model = nnx.merge(graphdef, params)
   return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                batch["match_ids"], positions=batch.get("positions"),
                first_positions=batch.get("first_positions"), rngs=rngs)
+
+
+def assert_packed_equals_unpacked(graphdef, params):
+  """The pairs() packed several to a row give the logits of one pair per row
+  (within 1e-5), and the same loss and gradients (within 1e-4)."""
+  split = pairs()
+  batch, order = packed(split)
+  assert int(batch["weights"].sum()) == N and batch["weights"].sum(axis=1).max() >= 2
+  unpacked = {k: jnp.asarray(v) for k, v in split.features().items()}
+  unpacked["weights"] = jnp.ones(N)
+
+  one_per_row = logits_of(graphdef, params, unpacked)
+  slots = logits_of(graphdef, params, batch)
+  np.testing.assert_allclose(np.asarray(slots)[np.asarray(batch["weights"]) > 0],
+                             np.asarray(one_per_row)[order], rtol=1e-5, atol=1e-5)
+
+  def loss(params, batch):
+    return steps.weighted_bce_sum(logits_of(graphdef, params, batch), batch["labels"],
+                                  batch["weights"], pos_weight=0.5)
+
+  np.testing.assert_allclose(float(loss(params, batch)), float(loss(params, unpacked)),
+                             rtol=1e-5)
+  grads_packed = jax.grad(loss)(params, batch)
+  grads_unpacked = jax.grad(loss)(params, unpacked)
+  for a, b in zip(jax.tree.leaves(grads_packed), jax.tree.leaves(grads_unpacked)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
@@ -68,27 +94,7 @@ def test_packed_rows_give_the_logits_and_gradients_of_one_pair_per_row(variant):
   # Move the weights far from their N(0, 0.02) init, so that every path matters.
   params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(1), x.shape),
                         params)
-  split = pairs()
-  batch, order = packed(split)
-  assert int(batch["weights"].sum()) == N and batch["weights"].sum(axis=1).max() >= 2
-  unpacked = {k: jnp.asarray(v) for k, v in split.features().items()}
-  unpacked["weights"] = jnp.ones(N)
-
-  one_per_row = _logits(graphdef, params, unpacked)
-  slots = _logits(graphdef, params, batch)
-  np.testing.assert_allclose(np.asarray(slots)[np.asarray(batch["weights"]) > 0],
-                             np.asarray(one_per_row)[order], rtol=1e-5, atol=1e-5)
-
-  def loss(params, batch):
-    return steps.weighted_bce_sum(_logits(graphdef, params, batch), batch["labels"],
-                                  batch["weights"], pos_weight=0.5)
-
-  np.testing.assert_allclose(float(loss(params, batch)), float(loss(params, unpacked)),
-                             rtol=1e-5)
-  grads_packed = jax.grad(loss)(params, batch)
-  grads_unpacked = jax.grad(loss)(params, unpacked)
-  for a, b in zip(jax.tree.leaves(grads_packed), jax.tree.leaves(grads_unpacked)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+  assert_packed_equals_unpacked(graphdef, params)
 
 
 def test_no_attention_weight_crosses_a_pair_boundary():
@@ -182,11 +188,11 @@ def test_dot_product_attention_gives_the_einsum_s_logits_and_gradients(variant, 
     models[implementation] = (graphdef, params)
 
   def loss(graphdef, params, rngs):
-    return steps.weighted_bce_sum(_logits(graphdef, params, batch, rngs), batch["labels"],
+    return steps.weighted_bce_sum(logits_of(graphdef, params, batch, rngs), batch["labels"],
                                   batch["weights"], pos_weight=0.5)
 
   for rngs in (None, 7):  # deterministic, then with dropout on the hidden states
-    einsum, fused = (_logits(*models[i], batch, rngs and nnx.Rngs(dropout=rngs))
+    einsum, fused = (logits_of(*models[i], batch, rngs and nnx.Rngs(dropout=rngs))
                      for i in ("einsum", "xla"))
     np.testing.assert_allclose(np.asarray(fused), np.asarray(einsum), rtol=1e-5, atol=1e-5)
   grads = [jax.grad(lambda p, g=models[i][0]: loss(g, p, nnx.Rngs(dropout=7)))(models[i][1])

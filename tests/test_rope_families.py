@@ -9,7 +9,6 @@ checkpoint or an unsupported rope_type is an error naming it."""
 import dataclasses
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,40 +16,20 @@ from flax import nnx
 
 from flax_mrpc.config import Config, ModelConfig, TrainConfig
 from flax_mrpc.hf import load, save
-from flax_mrpc.training import steps
 
 torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
 transformers = pytest.importorskip("transformers")
-from hf_models import ROPE_CONFIGS, random_model  # noqa: E402  (needs torch)
-from test_packing import ROW, N, packed, pairs  # noqa: E402
+from hf_models import (  # noqa: E402  (needs torch)
+    ROPE_CONFIGS, SEQ, VOCAB, pair_inputs, random_model, reference_outputs)
+from test_packing import (  # noqa: E402
+    ROW, assert_packed_equals_unpacked, logits_of, packed, pairs)
 
-VOCAB, SEQ, LENGTHS = 100, 16, (16, 11, 6)  # the window (8 or 6 tokens) is shorter than 11
+# The parity pairs (hf_models.LENGTHS: 16, 11, 6) are longer than the window (8 or 6 tokens).
 
 
 @pytest.fixture(params=sorted(ROPE_CONFIGS))
 def family(request):
   return request.param
-
-
-def _inputs(hf_config):
-  rng = np.random.default_rng(0)
-  mask = (np.arange(SEQ)[None] < np.array(LENGTHS)[:, None]).astype(np.int64)
-  ids = np.where(mask, rng.integers(5, VOCAB, (len(LENGTHS), SEQ)), 0)
-  types = np.where(mask & (np.arange(SEQ)[None] >= 4), 1, 0)
-  if getattr(hf_config, "type_vocab_size", 0) < 2:
-    types = np.zeros_like(types)
-  return ids, types, mask
-
-
-def _reference(hf, ids, types, mask):
-  """transformers' last hidden states [batch, seq, hidden] and softmax[:, 1] [batch]."""
-  args = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
-  if getattr(hf.config, "type_vocab_size", 0):
-    args["token_type_ids"] = torch.tensor(types)
-  with torch.no_grad():
-    hidden = hf.base_model(**args).last_hidden_state.numpy()
-    probability = torch.softmax(hf(**args).logits, -1)[:, 1].numpy()
-  return hidden, probability
 
 
 def _ours(model, ids, types, mask):
@@ -62,8 +41,8 @@ def _ours(model, ids, types, mask):
 def test_hidden_states_and_probability_equal_transformers(family, with_head, tmp_path):
   hf = random_model(family, VOCAB)
   (hf if with_head else hf.base_model).save_pretrained(str(tmp_path))
-  ids, types, mask = _inputs(hf.config)
-  hidden_ref, probability_ref = _reference(hf, ids, types, mask)
+  ids, types, mask = pair_inputs(hf.config)
+  hidden_ref, probability_ref = reference_outputs(hf, ids, types, mask)
   model, _, _ = load.load_pretrained(str(tmp_path), max_length=SEQ)
   hidden, probability = _ours(model, ids, types, mask)
   real = mask.astype(bool)
@@ -80,31 +59,10 @@ def _loaded(family, tmp_path):
   return hf, load.load_pretrained(str(tmp_path / "checkpoint"), max_length=ROW)
 
 
-def _logits(graphdef, params, batch):
-  model = nnx.merge(graphdef, params)
-  return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-               positions=batch.get("positions"), first_positions=batch.get("first_positions"))
-
-
 def test_packed_rows_give_the_logits_and_gradients_of_one_pair_per_row(family, tmp_path):
   _, (model, _, _) = _loaded(family, tmp_path)
-  graphdef, params = nnx.split(model)
-  split = pairs()
-  batch, order = packed(split)
-  assert batch["weights"].sum(axis=1).max() >= 2 and split.attention_mask.sum(1).max() > 8
-  unpacked = {k: jnp.asarray(v) for k, v in split.features().items()} | {"weights": jnp.ones(N)}
-  one_per_row = _logits(graphdef, params, unpacked)
-  slots = _logits(graphdef, params, batch)
-  np.testing.assert_allclose(np.asarray(slots)[np.asarray(batch["weights"]) > 0],
-                             np.asarray(one_per_row)[order], rtol=1e-5, atol=1e-5)
-
-  def loss(params, batch):
-    return steps.weighted_bce_sum(_logits(graphdef, params, batch), batch["labels"],
-                                  batch["weights"], pos_weight=0.5)
-
-  grads = [jax.grad(loss)(params, b) for b in (batch, unpacked)]
-  for a, b in zip(*map(jax.tree.leaves, grads)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+  assert pairs().attention_mask.sum(1).max() > 8  # longer than the window
+  assert_packed_equals_unpacked(*nnx.split(model))
 
 
 def test_rotary_positions_restart_at_each_pair(family, tmp_path, monkeypatch):
@@ -121,7 +79,7 @@ def test_rotary_positions_restart_at_each_pair(family, tmp_path, monkeypatch):
   seen, rotary = [], modules.rotary
   monkeypatch.setattr(modules, "rotary", lambda x, positions, theta: seen.append(
       np.asarray(positions)) or rotary(x, positions, theta))
-  _logits(*nnx.split(model), batch)
+  logits_of(*nnx.split(model), batch)
   monkeypatch.undo()
   rows = [p for p in seen if p.shape == batch["positions"].shape]
   starts = [p for p in seen if p.shape == batch["first_positions"].shape]
@@ -169,8 +127,8 @@ def _export_and_compare(hf, model, config, checkpoint, tmp_path):
   reloaded, loading = transformers.AutoModelForSequenceClassification.from_pretrained(
       str(out), output_loading_info=True)
   assert not any(loading.values()), loading  # no missing, unexpected or mis-shaped keys
-  ids, types, mask = _inputs(hf.config)
-  _, probability_ref = _reference(reloaded.eval(), ids, types, mask)
+  ids, types, mask = pair_inputs(hf.config)
+  _, probability_ref = reference_outputs(reloaded.eval(), ids, types, mask)
   np.testing.assert_allclose(_ours(model, ids, types, mask)[1], probability_ref, atol=1e-4)
 
 
@@ -231,6 +189,8 @@ def test_a_field_the_family_cannot_hold_is_named(family, tmp_path):
   model = ModelConfig(**module.model_fields(source, tmp_path), max_length=SEQ)
   with pytest.raises(load.PretrainedError, match="match_embedding=True"):
     module.hf_config(dataclasses.replace(model, match_embedding=True))
+  with pytest.raises(load.PretrainedError, match="rotary_theta=None .* needs a number"):
+    module.hf_config(dataclasses.replace(model, rotary_theta=None))
 
 
 @pytest.mark.parametrize("family, learning_rate", [("modernbert", 5e-5), ("gte", 2e-5),
@@ -292,7 +252,7 @@ def test_dot_product_attention_gives_the_einsum_s_logits(family, tmp_path):
   and grouped-query attention (EuroBERT), on packed rows."""
   random_model(family, VOCAB).save_pretrained(str(tmp_path))
   batch, _ = packed(pairs())
-  einsum, fused = (_logits(*nnx.split(load.load_pretrained(
+  einsum, fused = (logits_of(*nnx.split(load.load_pretrained(
       str(tmp_path), max_length=ROW, attention_implementation=implementation)[0]), batch)
                    for implementation in ("einsum", "xla"))
   np.testing.assert_allclose(np.asarray(fused), np.asarray(einsum), rtol=1e-5, atol=1e-5)

@@ -141,14 +141,17 @@ ROTARY_NEEDS = {"seed_embedding": False, "match_embedding": False, "mask_attenti
 
 
 def check_fields(model: Any, needs: dict[str, Any], family: str,
-                 allowed: dict[str, tuple] | None = None) -> None:
+                 allowed: dict[str, tuple] | None = None, rotary: bool = False) -> None:
   """Raises a PretrainedError naming each field of the ModelConfig `model`
   that differs from its value in `needs`, or is not one of its values in
-  `allowed` (what `family`'s config.json can hold)."""
+  `allowed` (what `family`'s config.json can hold), or, for a `rotary`
+  family, that it has no RoPE base."""
   wrong = [f"{name}={getattr(model, name)!r} ({family} needs {value!r})"
            for name, value in needs.items() if getattr(model, name) != value]
   wrong += [f"{name}={getattr(model, name)!r} ({family} needs one of {values!r})"
             for name, values in (allowed or {}).items() if getattr(model, name) not in values]
+  if rotary and model.rotary_theta is None:
+    wrong.append(f"rotary_theta=None ({family} needs a number)")
   if wrong:
     raise PretrainedError(f"this model has no Hugging Face {family} equivalent: "
                           + "; ".join(wrong) + ".")

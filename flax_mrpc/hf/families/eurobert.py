@@ -98,10 +98,7 @@ def hf_config(model: ModelConfig) -> dict[str, Any]:
   naming it."""
   common.check_fields(model, _NEEDS | {"feed_forward_out_bias": model.feed_forward_in_bias},
                       "EuroBERT", {"activation": ("silu", "gelu", "relu"),
-                                   "classifier_dropout": (0.0, None)})
-  if model.rotary_theta is None:
-    raise common.PretrainedError("this model has no Hugging Face EuroBERT equivalent: "
-                                 "rotary_theta=None (EuroBERT needs a number).")
+                                   "classifier_dropout": (0.0, None)}, rotary=True)
   return {
       "model_type": "eurobert", "vocab_size": model.vocab_size,
       "max_position_embeddings": model.num_positions, "hidden_size": model.d_model,

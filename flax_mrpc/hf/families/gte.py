@@ -96,10 +96,8 @@ _NEEDS = common.ROTARY_NEEDS | {
 def hf_config(model: ModelConfig) -> dict[str, Any]:
   """The config.json keys `model_fields` reads, for a GTE holding `model`; a
   field GTE has no equivalent for is a PretrainedError naming it."""
-  common.check_fields(model, _NEEDS, "GTE", {"activation": ("gelu", "silu", "relu")})
-  if model.rotary_theta is None:
-    raise common.PretrainedError("this model has no Hugging Face GTE equivalent: "
-                                 "rotary_theta=None (GTE needs a number).")
+  common.check_fields(model, _NEEDS, "GTE", {"activation": ("gelu", "silu", "relu")},
+                      rotary=True)
   return {
       "model_type": "gte", "vocab_size": model.vocab_size,
       "max_position_embeddings": model.num_positions, "type_vocab_size": model.type_vocab_size,

@@ -127,10 +127,8 @@ def hf_config(model: ModelConfig) -> dict[str, Any]:
   common.check_fields(model, _NEEDS | {"feed_forward_out_bias": model.feed_forward_in_bias},
                       "ModernBERT", {"pooling": ("first", "mean"),
                                      "activation": ("gelu", "silu", "relu"),
-                                     "pooler_activation": ("gelu", "tanh", "relu")})
-  if model.rotary_theta is None:
-    raise common.PretrainedError("this model has no Hugging Face ModernBERT equivalent: "
-                                 "rotary_theta=None (ModernBERT needs a number).")
+                                     "pooler_activation": ("gelu", "tanh", "relu")},
+                      rotary=True)
   local = model.local_rotary_theta or model.rotary_theta
   return {
       "model_type": "modernbert", "vocab_size": model.vocab_size,
