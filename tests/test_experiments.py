@@ -99,15 +99,18 @@ def test_search_default_tiny(mrpc_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_finetune_throughput_benchmark_runs(random_bert, mrpc_dir, tmp_path):
+@pytest.mark.parametrize("shape", [[], ["--as-modernbert"]], ids=["bert", "modernbert"])
+def test_finetune_throughput_benchmark_runs(shape, random_bert, mrpc_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   proc = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "benchmarks" / "finetune_throughput.py"),
        "--pretrained", str(random_bert), "--steps", "2", "--max-length", "16", "--repeats", "1",
-       "--torch", "--json", str(tmp_path / "rows.json")],
+       "--torch", "--json", str(tmp_path / "rows.json"), *shape],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   rows = {r["run"]: r for r in json.loads((tmp_path / "rows.json").read_text())}
+  model_type = "modernbert" if shape else "bert"
+  assert all(r["model"].startswith(f"{model_type} 2 layers x 32") for r in rows.values())
   assert {name.removesuffix(" (preset)") for name in rows} == {
       "flax_mrpc, packed", "flax_mrpc, length-grouped, cut", "flax_mrpc, random order, cut",
       "PyTorch, random order, cut"}

@@ -63,7 +63,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import inspect
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,22 +128,46 @@ def jax_timer(config):
   return time_steps
 
 
+def random_modernbert(like: str, folder: Path) -> str:
+  """A ModernBERT with `like`'s width, depth, heads and tokenizer, random
+  weights, saved in `folder`: a GeGLU feed-forward width of 1.5 x hidden
+  (ModernBERT-base's 768 -> 1152), global attention every third layer, the
+  others a 128-token window, no dropout (as released)."""
+  import torch
+  import transformers
+
+  bert = json.loads((Path(like) / "config.json").read_text())
+  tokenizer = tokenization.load_tokenizer(like)
+  hidden = bert["hidden_size"]
+  config = transformers.ModernBertConfig(
+      vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=bert["num_hidden_layers"],
+      num_attention_heads=bert["num_attention_heads"], intermediate_size=hidden * 3 // 2,
+      global_attn_every_n_layers=3, local_attention=128, pad_token_id=tokenizer.pad_token_id,
+      cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+      bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+  torch.manual_seed(0)
+  transformers.ModernBertModel(config).save_pretrained(str(folder))
+  tokenizer.save_pretrained(str(folder))
+  return str(folder)
+
+
 def torch_timer(checkpoint: str):
   """A function timing an AdamW step of transformers' PyTorch model in
   training mode (dropout on, as the Trainer runs it) on a list of batches,
   each cut to its longest pair: (None: nothing compiles, seconds per step)."""
   import torch
-  from transformers import BertForSequenceClassification
+  from transformers import AutoModelForSequenceClassification
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=1).to(device)
+  model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=1).to(device)
   model.train()  # from_pretrained returns it in eval mode: no dropout
   optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+  fields = [k for k in ("input_ids", "token_type_ids", "attention_mask")
+            if k in inspect.signature(model.forward).parameters]  # ModernBERT: no segments
 
   def step(batch):
     seq = int(batch["attention_mask"].sum(axis=1).max())
-    inputs = {k: torch.tensor(batch[k][:, :seq]).to(device)
-              for k in ("input_ids", "token_type_ids", "attention_mask")}
+    inputs = {k: torch.tensor(batch[k][:, :seq]).to(device) for k in fields}
     logits = model(**inputs).logits
     labels = torch.tensor(batch["labels"], dtype=torch.float32)[:, None].to(device)
     torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
@@ -179,7 +205,9 @@ def layouts(preset: TrainConfig) -> dict[str, TrainConfig]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--pretrained", required=True, help="a BERT checkpoint folder")
+  parser.add_argument("--pretrained", required=True, help="a checkpoint folder")
+  parser.add_argument("--as-modernbert", action="store_true",
+                      help="time a random ModernBERT of --pretrained's size and tokenizer instead")
   parser.add_argument("--data-dir", help="MRPC folder (default: $FLAX_MRPC_DATA_DIR)")
   parser.add_argument("--max-length", type=int, default=128)
   parser.add_argument("--steps", type=int, default=30)
@@ -191,9 +219,11 @@ def main() -> None:
   args = parser.parse_args()
   if min(args.steps, args.repeats) < 1:
     parser.error("--steps and --repeats must be at least 1")
+  checkpoint = (random_modernbert(args.pretrained, Path(tempfile.mkdtemp()))
+                if args.as_modernbert else args.pretrained)
   config = load.configure(get_preset("finetune").replace(
-      pretrained=args.pretrained, max_length=args.max_length))
-  tokenizer = tokenization.load_tokenizer(args.pretrained)
+      pretrained=checkpoint, max_length=args.max_length))
+  tokenizer = tokenization.load_tokenizer(checkpoint)
   train = sources.load("local", args.data_dir)["train"]
   features = tokenization.encode_pairs(tokenizer, train, config.model.max_length).features()
   time_jax = jax_timer(config)
@@ -206,14 +236,15 @@ def main() -> None:
                                    group_by_length=False)
     rows["PyTorch, random order, cut"] = (
         spread(list(TrainEpochs(features, shuffled, 1).batches(1)), args.steps),
-        torch_timer(args.pretrained))
+        torch_timer(checkpoint))
   compile_s, per_step = {}, {name: [] for name in rows}
   for _ in range(args.repeats):
     for name, (batch_list, time_steps) in rows.items():
       compiled, seconds = time_steps(batch_list)
       compile_s.setdefault(name, compiled)
       per_step[name].append(seconds)
-  print(f"{config.model.num_layers} layers x {config.model.d_model}, "
+  model_type = json.loads((Path(checkpoint) / "config.json").read_text())["model_type"]
+  print(f"{model_type}, {config.model.num_layers} layers x {config.model.d_model}, "
         f"{config.train.batch_size} pairs per step, {args.steps} steps on "
         f"{jax.devices()[0].device_kind}, median of {args.repeats} repeats")
   print(f"{'':34} {'tokens/row':>10} {'real':>5} {'rows':>5} {'s/step':>7} {'ex/s':>6} "
@@ -233,7 +264,7 @@ def main() -> None:
               "examples_per_s": pairs_per_step(batch_list) / median,
               "compile_s": compile_s[name], "compiled_shapes": None if torch_row else shapes,
               "each_repeat_s": per_step[name],
-              "model": f"{config.model.num_layers} layers x {config.model.d_model}",
+              "model": f"{model_type} {config.model.num_layers} layers x {config.model.d_model}",
               "device_kind": jax.devices()[0].device_kind}
     records.append(record)
     compiled = "" if torch_row else f"{compile_s[name]:9.1f} {shapes:6d}"
