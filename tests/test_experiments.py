@@ -137,10 +137,14 @@ def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
   assert "did not finish" not in proc.stderr
   throughput = json.loads((tmp_path / "throughput.json").read_text())
   runs = ["flax_mrpc none", "flax_mrpc none, all positions", "torch eager"]
+  fused = ["flax_mrpc none, xla attention", "flax_mrpc none, packed, xla attention"]
   assert [(r["model"], r["dtype"], r["run"]) for r in throughput] == [
-      ("seed", "float32", run) for run in runs] + [("bert-base", "bfloat16", run) for run in runs]
-  assert all(r["batch"] == 2 and r["examples_per_s"] > 0 and r["mfu"] > 0 for r in throughput)
-  assert [r["compile_s"] is None for r in throughput] == [False, False, True] * 2
+      ("seed", "float32", run) for run in runs] + [
+      ("bert-base", "bfloat16", run) for run in [runs[0], *fused, *runs[1:]]]
+  assert all(r["batch"] == 2 and r["examples_per_s"] > 0 and r["mfu"] > 0 and r["error"] is None
+             for r in throughput)
+  assert [r["compile_s"] is None for r in throughput] == [False, False, True] + [False] * 4 + [True]
+  assert [r["attention_dropout"] for r in throughput] == [0.1] * 3 + [0.0] * 5
   finetune = json.loads((tmp_path / "finetune_throughput.json").read_text())
   assert [r["run"].removesuffix(" (preset)") for r in finetune] == [
       "flax_mrpc, packed", "flax_mrpc, length-grouped, cut", "flax_mrpc, random order, cut",
@@ -152,7 +156,7 @@ def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
   table = proc.stdout.splitlines()
   assert table[0].startswith("throughput ") and "seed_repair " in table[0]
   assert sum(line.split()[:2] in (["seed", "float32"], ["bert-base", "bfloat16"])
-             for line in table) == 6
+             for line in table) == 8
 
 
 @pytest.mark.slow

@@ -20,7 +20,10 @@ a stage that hangs cannot take the next one's time:
      BERT-base at batch 256 in bfloat16 (bf16 autocast for PyTorch), each
      with the all-positions row and the PyTorch baseline, in that order, MFU
      against the card's dense bf16 peak (throughput.PEAK_BF16_TFLOPS)
-     -> OUT/throughput.json.
+     -> OUT/throughput.json. BERT-base also times attention through
+     `jax.nn.dot_product_attention` on cuDNN beside the einsum (xla with
+     --smoke), and packed rows on cuDNN; its rows have no attention dropout
+     (the fused kernel has none), PyTorch's neither.
   2. finetune_throughput.py --torch: the finetune preset's steps against
      transformers in training mode on the same MRPC batches, on
      all-MiniLM-L6-v2 when its package is installed, else on random weights
@@ -49,7 +52,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENTS = HERE.parent
-STAGE_LIMIT_S = {"throughput": 180, "finetune": 80, "seed_repair": 220}
+STAGE_LIMIT_S = {"throughput": 210, "finetune": 70, "seed_repair": 200}
 SMOKE_LIMIT_S = 600  # per stage with --smoke: a loaded 2-core CPU, where nothing is timed
 SEED_REPAIR_PROCESSES = 12
 SEEDS = (0, 1, 2)
@@ -98,8 +101,9 @@ def throughput(stage: Stage, out: Path, smoke: bool) -> list[dict]:
     # --smoke: a nominal 1 TFLOP/s peak, so that the MFU path runs on a CPU too.
     sizes = ["--batch-sizes", "2", "--steps", "1", "--tiny", "--peak-tflops", "1"] if smoke \
         else ["--batch-sizes", *batches, "--steps", "20", "--peak-tflops", "card"]
+    fused = ["--attention", "einsum", "xla" if smoke else "cudnn", "--packed"]
     args = ["--models", model, "--dtypes", dtype, *sizes, "--torch", "--all-positions",
-            "--json", str(part)]
+            *(fused if model == "bert-base" else []), "--json", str(part)]
     if stage.run(str(HERE / "throughput.py"), *args) and part.is_file():
       records += json.loads(part.read_text())
     part.unlink(missing_ok=True)
@@ -197,7 +201,7 @@ def table(throughput_records, finetune_records, repair_records) -> str:
     ratio = f"{r['examples_per_s'] / baseline:7.2f}x" if baseline else ""
     mfu = "" if r["mfu"] is None else f"{r['mfu']:6.1%}"
     lines.append(f"{r['model']:9} {r['dtype']:8} {r['batch']:5} {r['run']:32} "
-                 f"{r['examples_per_s']:9.1f} {ratio:>8} {mfu:>6}")
+                 f"{r['examples_per_s']:9.1f} {ratio:>8} {mfu:>6} {r.get('error') or ''}")
   lines.append("")
   lines.append(f"{'finetune step':42} {'tokens/row':>10} {'s/step':>7} {'ex/s':>7}")
   for r in finetune_records:

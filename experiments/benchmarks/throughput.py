@@ -17,9 +17,14 @@ Random token batches of full length; each row is the mean of --steps timed
 steps after two warm-up steps (compile time reported separately).
 PairClassifier runs its last layer on the [CLS] row alone (the logit needs no
 other); --all-positions adds a row that runs it on every position, as the
-PyTorch models do: the framework-against-framework comparison. MFU counts
-the matmul FLOPs each row's model computes (flops_per_example), per second,
-against --peak-tflops when given.
+PyTorch models do: the framework-against-framework comparison.
+--attention einsum cudnn adds a row with `jax.nn.dot_product_attention`
+(cuDNN's fused kernel; xla or auto likewise), all rows then without attention
+dropout, PyTorch's too; a kernel that refuses the shape gives a row with its
+error. --packed adds a row of packed rows (random pairs of MRPC's lengths,
+the last --attention), its examples/s counting pairs. MFU counts the matmul
+FLOPs each row's model computes (flops_per_row), per second, against
+--peak-tflops when given.
 
 Measured on the 2-core CPU (AMD EPYC, jax 0.10.2), two runs of
 `--models seed --batch-sizes 32 --torch --all-positions --steps 20`
@@ -49,6 +54,7 @@ import numpy as np
 from flax import nnx
 
 from flax_mrpc.config import ModelConfig, TrainConfig
+from flax_mrpc.data import packing
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.training import steps
 from flax_mrpc.training.optimizer import make_optimizer
@@ -96,28 +102,49 @@ def random_batch(config: ModelConfig, batch_size: int) -> dict[str, np.ndarray]:
   }
 
 
-def flops_per_example(config: ModelConfig, all_positions: bool) -> float:
-  """Training FLOPs of one example that the row's model computes: 6 x matmul
-  parameters x tokens, plus the two attention matmuls (forward 4 x queries x
-  seq x width per layer, x3 for training). Without `all_positions` the last
-  layer projects keys and values for every token and the rest for one."""
+def packed_batch(config: ModelConfig, rows: int) -> tuple[dict[str, np.ndarray], int]:
+  """`rows` rows of `config.max_length` tokens packed with random pairs of
+  3/16 to 11/16 of a row (24 to 87 tokens of 128: MRPC's pairs average
+  about 54), and the number of pairs."""
+  rng = np.random.default_rng(0)
+  count = rows * 6  # more pairs than the rows hold (at most 5 to a row)
+  seq = config.max_length
+  lengths = rng.integers(seq * 3 // 16, seq * 11 // 16, count)
+  real = np.arange(config.max_length)[None, :] < lengths[:, None]
+  features = {"input_ids": (rng.integers(5, config.vocab_size, real.shape) * real).astype(np.int32),
+              "token_type_ids": (real & (np.arange(config.max_length)[None, :]
+                                         >= lengths[:, None] // 2)).astype(np.int32),
+              "attention_mask": real.astype(np.int32),
+              "match_ids": np.zeros(real.shape, np.int32),
+              "labels": rng.integers(0, 2, count).astype(np.int32)}
+  packed = packing.pack_rows(lengths, np.arange(count), config.max_length)
+  batch = next(packing.packed_batches(features, packed[:rows], rows))
+  return batch, int(batch["weights"].sum())
+
+
+def flops_per_row(config: ModelConfig, query_rows: int) -> float:
+  """Training FLOPs of one row of `config.max_length` tokens that the model
+  computes: 6 x matmul parameters x tokens, plus the two attention matmuls
+  (forward 4 x queries x seq x width per layer, x3 for training). The last
+  layer projects keys and values for every token and the rest for
+  `query_rows` of them: 1 (the first token), the row's pairs (packed), or
+  every token (as the PyTorch models do)."""
   d, seq, layers = config.d_model, config.max_length, config.num_layers
   per_token = 4 * d ** 2 + 2 * d * config.d_ff
   full_layer = 6 * per_token * seq + 12 * seq * seq * d
-  if all_positions:
-    return layers * full_layer
-  last_layer = 6 * (2 * d ** 2 * seq + (per_token - 2 * d ** 2)) + 12 * seq * d
+  last_layer = (6 * (2 * d ** 2 * seq + (per_token - 2 * d ** 2) * query_rows)
+                + 12 * seq * d * query_rows)
   return (layers - 1) * full_layer + last_layer
 
 
-def time_flax(config: ModelConfig, mode: str, batch_size: int, num_steps: int,
+def time_flax(config: ModelConfig, mode: str, batch: dict[str, np.ndarray], num_steps: int,
               model_class: type[PairClassifier] = PairClassifier):
-  """(compile seconds, seconds per step) of the train step under `mode`."""
+  """(compile seconds, seconds per step) of the train step on `batch` under `mode`."""
   graphdef, params = nnx.split(model_class(config, rngs=nnx.Rngs(0)))
   tx = make_optimizer(TRAIN, 1000)
   runner = DataParallel(mode, graphdef, tx, steps.PairLoss())
   state = runner.put_state(steps.TrainState.create(params, tx))
-  batch, rng = random_batch(config, batch_size), jax.random.key(0)
+  rng = jax.random.key(0)
   start = time.perf_counter()
   state, metrics = runner.train_step(state, batch, rng)
   jax.block_until_ready(metrics)
@@ -148,7 +175,7 @@ def time_torch(name: str, config: ModelConfig, dtype: str, batch_size: int, num_
         vocab_size=config.vocab_size, hidden_size=config.d_model,
         num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
         intermediate_size=config.d_ff, max_position_embeddings=config.num_positions,
-        num_labels=1))
+        attention_probs_dropout_prob=config.attention_dropout, num_labels=1))
   model = model.to(device).train()
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
   batch = {k: torch.tensor(v).to(device) for k, v in random_batch(config, batch_size).items()}
@@ -178,28 +205,55 @@ def time_torch(name: str, config: ModelConfig, dtype: str, batch_size: int, num_
 
 def measure(name: str, dtype: str, batch_size: int, modes: list[str], num_steps: int,
             all_positions: bool, torch: bool, peak_tflops: float | None,
-            config: ModelConfig | None = None) -> list[dict]:
-  """The rows of one (model, dtype, batch): flax_mrpc per mode, then the
-  all-positions row and the PyTorch baseline when asked, in that order. Each
-  is a record {model, dtype, batch, run, examples_per_s, compile_s, mfu,
-  device_kind}; mfu is None without `peak_tflops`. `config` replaces the
-  model's shape (smoke runs)."""
+            config: ModelConfig | None = None, attention: tuple[str, ...] = ("einsum",),
+            packed: bool = False) -> list[dict]:
+  """The rows of one (model, dtype, batch): flax_mrpc per mode, then one per
+  further `attention` implementation, the packed row, the all-positions row
+  and the PyTorch baseline when asked, in that order. Each is a record
+  {model, dtype, batch, run, examples_per_s, compile_s, mfu, attention_dropout,
+  device_kind, error}; mfu is None without `peak_tflops`, error is None
+  unless the row's attention implementation refused to run. `config`
+  replaces the model's shape (smoke runs). With an implementation other than
+  einsum, no row drops out attention weights (the fused kernels cannot), so
+  that every row does the same work."""
   config = dataclasses.replace(config or MODELS[name], dtype=dtype)
-  rows = [(f"flax_mrpc {mode}", *time_flax(config, mode, batch_size, num_steps), False)
-          for mode in modes]
+  if set(attention) != {"einsum"}:
+    config = dataclasses.replace(config, attention_dropout=0.0)
+  with_attention = {impl: dataclasses.replace(config, attention_implementation=impl)
+                    for impl in attention}
+  full = random_batch(config, batch_size)
+  seq = config.max_length
+  runs = [(f"flax_mrpc {mode}", with_attention[attention[0]], mode, full, batch_size, 1,
+           PairClassifier) for mode in modes]
+  runs += [(f"flax_mrpc {modes[0]}, {impl} attention", with_attention[impl], modes[0], full,
+            batch_size, 1, PairClassifier) for impl in attention[1:]]
+  if packed:
+    batch, pairs = packed_batch(config, batch_size)
+    runs.append((f"flax_mrpc {modes[0]}, packed, {attention[-1]} attention",
+                 with_attention[attention[-1]], modes[0], batch, pairs, packing.PAIRS_PER_ROW,
+                 PairClassifier))
   if all_positions:
-    rows.append((f"flax_mrpc {modes[0]}, all positions",
-                 *time_flax(config, modes[0], batch_size, num_steps, AllPositionsClassifier), True))
+    runs.append((f"flax_mrpc {modes[0]}, all positions", with_attention[attention[0]], modes[0],
+                 full, batch_size, seq, AllPositionsClassifier))
+  rows = []  # (run, compile s, s per step, pairs per step, query rows, error)
+  for run, row_config, mode, batch, pairs, query_rows, model_class in runs:
+    try:
+      rows.append((run, *time_flax(row_config, mode, batch, num_steps, model_class), pairs,
+                   query_rows, None))
+    except (ValueError, NotImplementedError, RuntimeError) as error:  # e.g. cuDNN refusing
+      rows.append((run, None, None, pairs, query_rows, f"{type(error).__name__}: {error}"[:400]))
   if torch:
-    rows.append(("torch eager", None, time_torch(name, config, dtype, batch_size, num_steps), True))
+    rows.append(("torch eager", None, time_torch(name, config, dtype, batch_size, num_steps),
+                 batch_size, seq, None))
   records = []
-  for run, compile_s, per_step, every_position in rows:
-    rate = batch_size / per_step
-    mfu = (rate * flops_per_example(config, every_position) / (peak_tflops * 1e12)
-           if peak_tflops else None)
+  for run, compile_s, per_step, pairs, query_rows, error in rows:
+    rate = pairs / per_step if per_step else 0.0
+    mfu = (batch_size / per_step * flops_per_row(config, query_rows) / (peak_tflops * 1e12)
+           if peak_tflops and per_step else None)
     records.append({"model": name, "dtype": dtype, "batch": batch_size, "run": run,
                     "examples_per_s": rate, "compile_s": compile_s, "mfu": mfu,
-                    "device_kind": jax.devices()[0].device_kind})
+                    "attention_dropout": config.attention_dropout,
+                    "device_kind": jax.devices()[0].device_kind, "error": error})
   return records
 
 
@@ -217,6 +271,13 @@ def main() -> None:
                                              "the dense bf16 peak of a card in PEAK_BF16_TFLOPS")
   parser.add_argument("--json", type=Path, metavar="FILE",
                       help="also write the records to FILE (a JSON list)")
+  parser.add_argument("--attention", nargs="+", default=["einsum"],
+                      choices=["einsum", "xla", "cudnn", "auto"],
+                      help="attention implementations: the first for every row, each further "
+                           "one a row of its own (any but einsum: no attention dropout anywhere)")
+  parser.add_argument("--packed", action="store_true",
+                      help="also time packed rows of random MRPC-length pairs (the last "
+                           "--attention); examples/s counts pairs")
   parser.add_argument("--tiny", action="store_true",
                       help="smoke run: every model at a tiny shape (2 layers x 32, seq 16)")
   args = parser.parse_args()
@@ -232,12 +293,12 @@ def main() -> None:
     for dtype in args.dtypes:
       for batch_size in args.batch_sizes:
         for r in measure(name, dtype, batch_size, args.modes, args.steps, args.all_positions,
-                         args.torch, peak, shape):
+                         args.torch, peak, shape, tuple(args.attention), args.packed):
           records.append(r)
           mfu = "" if r["mfu"] is None else f"{r['mfu']:6.1%}"
           compiled = "" if r["compile_s"] is None else f"{r['compile_s']:9.1f}"
           print(f"{name:9} {dtype:8} {batch_size:5} {r['run']:34} {r['examples_per_s']:9.1f} "
-                f"{compiled:>9} {mfu:>6}", flush=True)
+                f"{compiled:>9} {mfu:>6} {r['error'] or ''}", flush=True)
   if args.json:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(records, indent=1) + "\n")
