@@ -188,3 +188,36 @@ def test_data_sources_benchmark_runs(mrpc_dir):
   rows = {r[0]: r[1:] for r in rows if r and r[0] in ("local", "tfds", "hf")}
   assert set(rows) == {"local", "tfds", "hf"} and all(len(r) == 2 for r in rows.values())
   assert all(float(seconds) > 0 for row in rows.values() for seconds in row)
+
+
+@pytest.mark.parametrize("layout", ["first token", "packed", "all positions"])
+def test_mfu_counts_the_matmul_flops_xla_counts(layout):
+  """throughput.flops_per_row / 3 (the forward pass) is XLA's own count of
+  the forward pass less its 5-10% of elementwise work, for each row kind."""
+  import dataclasses
+
+  import jax
+  from flax import nnx
+
+  sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
+  import throughput
+  from flax_mrpc.data import packing
+
+  config = dataclasses.replace(throughput.MODELS["bert-base"], vocab_size=500, max_length=64,
+                               max_positions=64, d_model=128, num_heads=4, d_ff=512,
+                               num_layers=3)
+  model_class, query_rows = {
+      "first token": (throughput.PairClassifier, 1),
+      "packed": (throughput.PairClassifier, packing.PAIRS_PER_ROW),
+      "all positions": (throughput.AllPositionsClassifier, config.max_length)}[layout]
+  model = model_class(config, rngs=nnx.Rngs(0))
+  batch = (throughput.packed_batch if layout == "packed" else throughput.random_batch)(config, 4)
+  keys = ("positions", "first_positions") if layout == "packed" else ()
+
+  def forward(ids, types, mask, *packed):
+    return model(ids, types, mask, **dict(zip(keys, packed)))
+
+  cost = jax.jit(forward).lower(batch["input_ids"], batch["token_type_ids"],
+                                batch["attention_mask"], *(batch[k] for k in keys))
+  xla_flops = cost.compile().cost_analysis()["flops"] / 4
+  assert 0.90 < throughput.flops_per_row(config, query_rows) / 3 / xla_flops < 0.95

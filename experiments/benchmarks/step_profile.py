@@ -43,17 +43,15 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_x
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from flax_mrpc.data import packing  # noqa: E402
 from flax_mrpc.hf.load import load_pretrained  # noqa: E402
 from flax_mrpc.modules import PairClassifier  # noqa: E402
 from flax_mrpc.training import steps
 from flax_mrpc.training.optimizer import make_optimizer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import MODELS, TRAIN, random_batch  # noqa: E402
+from throughput import MODELS, TRAIN, packed_batch, random_batch  # noqa: E402
 
 
 def op_kinds(hlo_text: str, vocab_size: int) -> dict[str, tuple[str, str]]:
@@ -76,23 +74,6 @@ def op_kinds(hlo_text: str, vocab_size: int) -> dict[str, tuple[str, str]]:
       kind = "other"
     kinds[name] = (phase, kind)
   return kinds
-
-
-def packed_batch(config, rows: int) -> dict[str, np.ndarray]:
-  """`rows` packed rows of `config.max_length` tokens, of random pairs of 20
-  to 90 tokens (MRPC's pairs average 53 with all-MiniLM-L6-v2's tokenizer)."""
-  rng = np.random.default_rng(0)
-  n, seq = 4 * rows, config.max_length
-  lengths = np.minimum(rng.integers(20, 91, n), seq)
-  real = np.arange(seq)[None, :] < lengths[:, None]
-  features = {
-      "input_ids": (rng.integers(5, config.vocab_size, (n, seq)) * real).astype(np.int32),
-      "token_type_ids": ((np.arange(seq)[None, :] >= lengths[:, None] // 2) & real).astype(
-          np.int32),
-      "attention_mask": real.astype(np.int32), "match_ids": np.zeros((n, seq), np.int32),
-      "labels": rng.integers(0, 2, n).astype(np.int32)}
-  packed_rows = packing.pack_rows(lengths, np.arange(n), seq)[:rows]
-  return next(packing.packed_batches(features, packed_rows, rows))
 
 
 def main() -> None:
