@@ -135,6 +135,14 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
                           "pair in both orders")
 
 
+def add_workdir_task_argument(parser: argparse.ArgumentParser, help_extra: str = "") -> None:
+  """--task for commands that read a workdir: optional, checked against the
+  task the workdir trained on."""
+  parser.add_argument("--task", choices=tasks.TASKS[:-1], metavar="NAME",
+                      help="the workdir's GLUE task, checked against the one it trained on "
+                           f"(it knows its own){help_extra}")
+
+
 def task_from_args(args: argparse.Namespace) -> TaskConfig:
   """The TaskConfig the flags of `add_task_arguments` choose."""
   files = (args.train_file, args.validation_file, args.test_file)

@@ -29,9 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--data-source", default="local", choices=sources.SOURCES)
   parser.add_argument("--one-order", action="store_true",
                       help="score each pair in the given order only")
+  cli.add_workdir_task_argument(parser)
   args = parser.parse_args(argv)
   try:
-    trained = load_trained(args.workdir)
+    trained = load_trained(args.workdir, args.task)
     task = trained.config.task
     splits = tasks.load(task, args.data_source, args.data_dir)
     if args.split not in splits or args.split == "train":

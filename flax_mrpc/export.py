@@ -33,9 +33,9 @@ from flax_mrpc.inference import load_trained
 from flax_mrpc.training import pretrained_encoder
 
 
-def export(workdir: str | Path, output: str | Path) -> Path:
+def export(workdir: str | Path, output: str | Path, task: str | None = None) -> Path:
   """Writes `workdir`'s best checkpoint (a pretraining workdir's final one)
-  to the folder `output`; returns it."""
+  to the folder `output`; returns it. A `task` name must be the workdir's."""
   output = Path(output)
   if pretrained_encoder.is_pretraining_workdir(workdir):
     model, config = pretrained_encoder.restore_masked_lm(workdir)
@@ -44,7 +44,7 @@ def export(workdir: str | Path, output: str | Path) -> Path:
     save.write_checkpoint(output, save.masked_lm_config(config.model), save.masked_lm_weights(
         nnx.state(model, nnx.Param), config.model), tokenizer)
     return output
-  trained = load_trained(workdir)
+  trained = load_trained(workdir, task)
   hf_config = save.classifier_config(trained.config)
   weights = save.classifier_weights(trained.params, trained.config.model, hf_config["model_type"],
                                     trained.config.task)
@@ -59,9 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="the --workdir of a training or pretraining run")
   parser.add_argument("--output", required=True, metavar="DIR",
                       help="folder for the Hugging Face checkpoint")
+  cli.add_workdir_task_argument(parser)
   args = parser.parse_args(argv)
   try:
-    folder = export(args.workdir, args.output)
+    folder = export(args.workdir, args.output, args.task)
   except (ValueError, OSError) as e:
     return cli.report(e)
   kind = ("AutoModelForMaskedLM" if pretrained_encoder.is_pretraining_workdir(args.workdir)

@@ -46,9 +46,10 @@ class TrainedModel:
                               self.config.train.pad_multiple, self.config.train.pack)
 
 
-def load_trained(workdir: str | Path) -> TrainedModel:
+def load_trained(workdir: str | Path, task: str | None = None) -> TrainedModel:
   """The model of `workdir`'s best validation epoch, with its tokenizer. It
-  only reads, so the workdir may be training in another process."""
+  only reads, so the workdir may be training in another process. A `task`
+  name (a user's --task) must be the one the workdir trained on."""
   workdir = Path(workdir)
   if pretrained_encoder.is_pretraining_workdir(workdir):
     raise CheckpointError(f"{workdir} holds a pretrained masked LM, not a classifier. Fine-tune "
@@ -62,6 +63,9 @@ def load_trained(workdir: str | Path) -> TrainedModel:
     if meta is None or meta["best"] is None:
       raise CheckpointError(f"{workdir} has no checkpoint of a finished epoch yet.")
     config = Config.from_dict(meta["config"])
+    if task is not None and task != config.task.task:
+      raise CheckpointError(f"{workdir} trained on task {config.task.task!r}, not {task!r}: "
+                            "leave out --task (a workdir knows its own) or pass its own.")
     graphdef, params = nnx.split(PairClassifier(config.model, rngs=nnx.Rngs(0)))
     params = checkpointer.restore_params(params, config.train, meta["best"]["step"])
   finally:

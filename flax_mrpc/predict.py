@@ -138,9 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   source.add_argument("--glue-submission", action="store_true",
                       help="write the GLUE server's file(s) for the task's test split(s) into "
                            "the workdir (or --output)")
-  parser.add_argument("--task", choices=tasks.TASKS[:-1], default="mrpc", metavar="NAME",
-                      help="with --pretrained: the GLUE task of its head (default: mrpc); a "
-                           "workdir knows its own")
+  cli.add_workdir_task_argument(parser, "; with --pretrained: the task of its head "
+                                        "(default: mrpc)")
   parser.add_argument("--all-probabilities", action="store_true",
                       help="print every label's probability, not only the predicted one's")
   parser.add_argument("--one-order", action="store_true",
@@ -155,8 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   args = parser.parse_args(argv)
   try:
-    if args.workdir and args.task != "mrpc":
-      raise ValueError("--task goes with --pretrained; a workdir scores the task it trained on.")
     if args.glue_submission and args.pretrained and not args.output:
       raise ValueError("--glue-submission with --pretrained needs --output FOLDER.")
     if args.input:
@@ -165,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.pair:
       check_pair_argument(*args.pair)
       examples, total = [Example(*args.pair, UNLABELLED, 0)], 1
-    trained = (load_trained(args.workdir) if args.workdir
-               else load_checkpoint(args.pretrained, task=tasks.glue_task(args.task)))
+    trained = (load_trained(args.workdir, args.task) if args.workdir
+               else load_checkpoint(args.pretrained, task=tasks.glue_task(args.task or "mrpc")))
     if args.glue_submission:
       folder = args.output or Path(args.workdir)
       folder.mkdir(parents=True, exist_ok=True)

@@ -78,10 +78,16 @@ def test_each_glue_task_trains_predicts_evaluates_exports_and_submits(task, spli
   assert len((workdir / "test_predictions.tsv").read_text().splitlines()) == 31
 
   capsys.readouterr()
-  assert evaluate.main(["--workdir", str(workdir), "--data-dir", str(data)]) == 0
+  assert evaluate.main(["--workdir", str(workdir), "--data-dir", str(data), "--task", task]) == 0
   assert json.loads(capsys.readouterr().out)["task"] == task
+  other = "qqp" if task == "rte" else "rte"
+  for command, flags in ((evaluate, []), (export, ["--output", str(tmp_path / "x")]),
+                         (predict, ["--pair", "a", "b"])):  # --task must be the workdir's own
+    assert command.main(["--workdir", str(workdir), "--task", other, *flags]) == 2
+    assert f"trained on task {task!r}, not {other!r}" in capsys.readouterr().err
+  assert not (tmp_path / "x").exists()
   assert predict.main(["--workdir", str(workdir), "--pair", "A man sleeps.", "A man is asleep.",
-                       "--all-probabilities"]) == 0
+                       "--all-probabilities", "--task", task]) == 0
   fields = capsys.readouterr().out.rstrip("\n").split("\t")
   if config.outputs == "regression":
     assert len(fields) == 3 and float(fields[0]) == pytest.approx(float(fields[0]))
@@ -97,7 +103,7 @@ def test_each_glue_task_trains_predicts_evaluates_exports_and_submits(task, spli
     assert value in config.labels if config.labels else float(value) >= -100
 
   out = tmp_path / "exported"
-  assert export.main(["--workdir", str(workdir), "--output", str(out)]) == 0
+  assert export.main(["--workdir", str(workdir), "--output", str(out), "--task", task]) == 0
   exported = json.loads((out / "config.json").read_text())
   assert exported["num_labels"] == (len(config.labels) or 1)
   assert exported["problem_type"] == ("regression" if config.outputs == "regression"
