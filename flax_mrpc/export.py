@@ -8,8 +8,9 @@ The folder holds `config.json` (the family's `model_type`, its
 tokenizer's files, so that
 `transformers.AutoModelForSequenceClassification.from_pretrained(DIR)` loads
 it with this project's predictions: a binary task's probability is its
-softmax[:, 1], an N-label task's its softmax, a regression score its logit. A run fine-tuned from a checkpoint keeps that checkpoint's
-config.json and family; a from-scratch run becomes a BERT, where its config
+softmax[:, 1], an N-label task's its softmax, a regression score its logit.
+A run fine-tuned from a checkpoint keeps that checkpoint's config.json and
+family; a from-scratch run becomes a BERT, where its config
 maps onto one (`hf.families.bert.hf_config` names the fields that do not).
 
 A pretraining workdir (`flax_mrpc.pretrain`) becomes a `BertForMaskedLM`:
