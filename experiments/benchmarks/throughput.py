@@ -233,25 +233,27 @@ def measure(name: str, dtype: str, batch_size: int, modes: list[str], num_steps:
   if all_positions:
     runs.append((f"flax_mrpc {modes[0]}, all positions", with_attention[attention[0]], modes[0],
                  full, batch_size, seq, AllPositionsClassifier))
-  rows = []  # (run, compile s, s per step, pairs per step, query rows, error)
-  for run, row_config, mode, batch, pairs, query_rows, model_class in runs:
-    try:
-      rows.append((run, *time_flax(row_config, mode, batch, num_steps, model_class), pairs,
-                   query_rows, None))
-    except (ValueError, NotImplementedError, RuntimeError) as error:  # e.g. cuDNN refusing
-      rows.append((run, None, None, pairs, query_rows, f"{type(error).__name__}: {error}"[:400]))
-  if torch:
-    rows.append(("torch eager", None, time_torch(name, config, dtype, batch_size, num_steps),
-                 batch_size, seq, None))
-  records = []
-  for run, compile_s, per_step, pairs, query_rows, error in rows:
-    rate = pairs / per_step if per_step else 0.0
+
+  def record(run: str, compile_s: float | None, per_step: float | None, pairs: int,
+             query_rows: int, error: str | None = None) -> dict:
     mfu = (batch_size / per_step * flops_per_row(config, query_rows) / (peak_tflops * 1e12)
            if peak_tflops and per_step else None)
-    records.append({"model": name, "dtype": dtype, "batch": batch_size, "run": run,
-                    "examples_per_s": rate, "compile_s": compile_s, "mfu": mfu,
-                    "attention_dropout": config.attention_dropout,
-                    "device_kind": jax.devices()[0].device_kind, "error": error})
+    return {"model": name, "dtype": dtype, "batch": batch_size, "run": run,
+            "examples_per_s": pairs / per_step if per_step else 0.0, "compile_s": compile_s,
+            "mfu": mfu, "attention_dropout": config.attention_dropout,
+            "device_kind": jax.devices()[0].device_kind, "error": error}
+
+  records = []
+  for run, row_config, mode, batch, pairs, query_rows, model_class in runs:
+    try:
+      records.append(record(run, *time_flax(row_config, mode, batch, num_steps, model_class),
+                            pairs, query_rows))
+    except (ValueError, NotImplementedError, RuntimeError) as error:  # e.g. cuDNN refusing
+      records.append(record(run, None, None, pairs, query_rows,
+                            f"{type(error).__name__}: {error}"[:400]))
+  if torch:
+    records.append(record("torch eager", None,
+                          time_torch(name, config, dtype, batch_size, num_steps), batch_size, seq))
   return records
 
 
