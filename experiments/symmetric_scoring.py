@@ -60,8 +60,9 @@ def run_seed(seed: int, workdirs: Path, data_dir: str | None) -> dict[str, dict]
   splits = sources.load("local", data_dir)
   trained = load_trained(workdir)
   tc, max_length = config.train, config.model.max_length
-  views = {name: [tokenization.encode_pairs(trained.tokenizer, splits[name], max_length, swap=s)
-                  for s in (False, True)] for name in ("validation", "test")}
+  views = {name: tokenization.encode_in_memory(trained.tokenizer, splits[name], max_length,
+                                               (False, True), config.model.match_embedding)
+           for name in ("validation", "test")}
   graphdef, template = nnx.split(PairClassifier(config.model, rngs=nnx.Rngs(0)))
   eval_fn = jax.jit(functools.partial(steps.eval_step, graphdef=graphdef))
 

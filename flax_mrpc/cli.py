@@ -206,10 +206,14 @@ def start_run(args: argparse.Namespace) -> None:
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
   """The keyword arguments that `train.train_and_evaluate` and
   `pretraining.pretrain` take from the shared flags."""
-  return {"data_dir": args.data_dir, "overwrite": args.overwrite,
-          "progress": not args.no_progress, "checkpoint_every_steps": args.checkpoint_every_steps,
-          "keep_checkpoints": args.keep_checkpoints, "data_source": args.data_source,
-          "parallel_mode": args.parallel}
+  options = {"data_dir": args.data_dir, "overwrite": args.overwrite,
+             "progress": not args.no_progress,
+             "checkpoint_every_steps": args.checkpoint_every_steps,
+             "keep_checkpoints": args.keep_checkpoints, "data_source": args.data_source,
+             "parallel_mode": args.parallel}
+  if "data_cache" in args:  # train's own flag
+    options["data_cache"] = args.data_cache
+  return options
 
 
 def run_command(args: argparse.Namespace, config_from_args: Callable[[argparse.Namespace], Config],

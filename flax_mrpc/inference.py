@@ -41,7 +41,15 @@ class TrainedModel:
     (None: as the run did, `Config.symmetric_scoring`)."""
     if symmetric is None:
       symmetric = self.config.symmetric_scoring
-    views = encode_views(self.tokenizer, examples, self.config.model.max_length, symmetric)
+    views = encode_views(self.tokenizer, examples, self.config.model.max_length, symmetric,
+                         self.config.model.match_embedding)
+    return self.views_probabilities(views, batch_size)
+
+  def views_probabilities(self, views: Sequence[tokenization.EncodedSplit],
+                          batch_size: int = 64) -> np.ndarray:
+    """`probabilities` of pairs already encoded for this model (with its
+    tokenizer, max_length and match ids), averaged over `views`: one order,
+    or both (`scoring.encode_views`)."""
     return pair_probabilities(self._eval, self.params, views, batch_size,
                               self.config.train.pad_multiple, self.config.train.pack)
 

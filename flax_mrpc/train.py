@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import numpy as np
@@ -39,7 +39,7 @@ from flax import nnx
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
 from flax_mrpc.config import (PRESET_SUMMARIES, PRESETS, Config, ModelConfig, TaskConfig,
                               get_preset, with_task)
-from flax_mrpc.data import batching, tasks, tokenization
+from flax_mrpc.data import batching, cache, tasks, tokenization
 from flax_mrpc.data.epochs import TrainEpochs
 from flax_mrpc.data.examples import Example
 from flax_mrpc.hf import load
@@ -48,24 +48,25 @@ from flax_mrpc.training import memory, metrics, parallel, pretrained_encoder, pr
 from flax_mrpc.training.checkpoint import Checkpointer
 from flax_mrpc.training.loop import EXIT_PREEMPTED, NonFiniteLoss, Preempted, Task, log, run_epochs
 from flax_mrpc.training.optimizer import make_optimizer
-from flax_mrpc.training.scoring import encode_views, pair_probabilities
+from flax_mrpc.training.scoring import pair_probabilities
 from flax_mrpc.training.workdir import RESULTS_FILE, clear_finished_run, held_workdir, write_results
 
 __all__ = ["EXIT_PREEMPTED", "NonFiniteLoss", "Preempted", "train_and_evaluate", "main"]
 
-# What --overwrite removes; the tokenizer stays for a resume to read.
+# What --overwrite removes; the tokenizer and the encoded-split cache stay.
 OUTPUTS = (RESULTS_FILE, "metrics.jsonl", "test_predictions.tsv",
            "test_mismatched_predictions.tsv", "checkpoints", pretraining.CACHE)
 
 
-def build_tokenizer(config: Config, splits: dict[str, list[Example]], workdir: Path,
+def build_tokenizer(config: Config, train_sentences: Callable[[], Iterable[str]], workdir: Path,
                     resuming: bool = False):
   """The run's tokenizer. One learned on the train split is saved as
   `workdir/tokenizer/vocab.txt` and, when the run resumes, read back from
   there, so a checkpoint's embeddings always meet the vocabulary they were
   trained with (even if a newer `tokenizers` would learn another). With
   pretraining, it is the vocabulary pretraining learned on its corpus,
-  copied there."""
+  copied there. `train_sentences()` gives the sentences a vocabulary is
+  learned from (read only then)."""
   if config.pretrain.pretrain_epochs:
     (workdir / "tokenizer").mkdir(exist_ok=True)
     shutil.copy(workdir / pretraining.CACHE / "tokenizer" / "vocab.txt", workdir / "tokenizer")
@@ -74,7 +75,7 @@ def build_tokenizer(config: Config, splits: dict[str, list[Example]], workdir: P
     saved = workdir / "tokenizer"
     if resuming and (saved / "vocab.txt").is_file():
       return tokenization.load_tokenizer(str(saved), config.train.lowercase)
-    sentences = [s for e in splits["train"] for s in (e.sentence1, e.sentence2)]
+    sentences = list(train_sentences())
     return tokenization.train_wordpiece(
         sentences, config.model.vocab_size, config.train.lowercase, saved
     )
@@ -138,44 +139,64 @@ class EncodedSplits:
 
   Attributes:
     tokenizer: the run's tokenizer (`build_tokenizer`).
-    train: the train features, each [pairs, max_length] (twice the pairs,
-      the second half swapped, with `swap_augment`).
+    train: the train split's encoding (twice the pairs, the second half
+      swapped, with `swap_augment`).
     views: {split: what it is scored on} for every split but train: the
-      pairs and, with `Config.symmetric_scoring`, the pairs swapped
-      (`scoring.encode_views`).
+      pairs and, with `Config.symmetric_scoring`, the pairs swapped.
     truncated: {split: pairs longer than max_length}.
   """
 
   tokenizer: Any
-  train: dict[str, np.ndarray]
+  train: tokenization.EncodedSplit
   views: dict[str, list[tokenization.EncodedSplit]]
   truncated: dict[str, int]
 
 
-def encode_splits(config: Config, workdir: Path, splits: dict[str, list[Example]]) -> EncodedSplits:
+def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitSource],
+                  data_cache: str | Path | None = None) -> EncodedSplits:
   """Builds (or, on a resume, reads back) the run's tokenizer and encodes
-  the splits with it; the main process learns a vocabulary, the others read
-  it back."""
+  the splits with it, through the encoded-split cache in
+  `cache.folder_for(workdir, data_cache)`: a rerun, a resume or `evaluate` maps
+  what an earlier run encoded. The main process learns a vocabulary, the
+  others read it back. A `train_fraction` below 1 encodes its share of the
+  train pairs in memory."""
   tc, mc = config.train, config.model
+  start = time.time()
   checkpoints = workdir / "checkpoints"
   resuming = checkpoints.is_dir() and any(checkpoints.iterdir())
+  subset = (train_subset(list(sources["train"].read()), tc.train_fraction, tc.seed)
+            if tc.train_fraction < 1 else None)
+  train_sentences = lambda: (s for e in (subset or sources["train"].read())
+                             for s in (e.sentence1, e.sentence2))
   if parallel.is_main_process():
-    tokenizer = build_tokenizer(config, splits, workdir, resuming)
+    tokenizer = build_tokenizer(config, train_sentences, workdir, resuming)
   parallel.barrier("tokenizer")
   if not parallel.is_main_process():  # the main process's vocabulary, read back
-    tokenizer = build_tokenizer(config, splits, workdir, resuming=True)
-  views = {name: encode_views(tokenizer, examples, mc.max_length, config.symmetric_scoring)
-           for name, examples in splits.items() if name != "train"}
-  train = tokenization.encode_pairs(tokenizer, splits["train"], mc.max_length)
-  truncated = {"train": train.num_truncated,
+    tokenizer = build_tokenizer(config, train_sentences, workdir, resuming=True)
+  folder = cache.folder_for(workdir, data_cache)
+  encoded_cache = cache.EncodedCache(folder)
+  tokenizer_print = cache.tokenizer_fingerprint(tokenizer)
+
+  def encoded(name: str, swaps: tuple[bool, ...]) -> tuple[list[tokenization.EncodedSplit], bool]:
+    if name == "train" and subset is not None:  # a share of the pairs, encoded in memory
+      return cache.encoded_views(None, "", lambda: iter(subset), tokenizer, mc.max_length,
+                                 swaps, mc.match_embedding)
+    return cache.encoded_views(encoded_cache, sources[name].fingerprint, sources[name].read,
+                               tokenizer, mc.max_length, swaps, mc.match_embedding,
+                               tokenizer_print)
+
+  scored = (False, True) if config.symmetric_scoring else (False,)
+  found = {name: encoded(name, scored) for name in sources if name != "train"}
+  train_views, train_hit = encoded("train", (False, True) if tc.swap_augment else (False,))
+  views = {name: views for name, (views, _) in found.items()}
+  train = tokenization.concatenated(train_views) if tc.swap_augment else train_views[0]
+  truncated = {"train": train_views[0].num_truncated,
                **{name: view[0].num_truncated for name, view in views.items()}}
-  log(f"pairs: { {'train': len(train), **{n: len(v[0]) for n, v in views.items()}} }; longer "
-      f"than max_length {mc.max_length} (truncated): {truncated}")
-  features = train.features()
-  if tc.swap_augment:
-    swapped = tokenization.encode_pairs(tokenizer, splits["train"], mc.max_length, swap=True)
-    features = {k: np.concatenate([v, swapped.features()[k]]) for k, v in features.items()}
-  return EncodedSplits(tokenizer, features, views, truncated)
+  hits = {"train": train_hit, **{name: hit for name, (_, hit) in found.items()}}
+  log(cache.summary(hits, folder, time.time() - start))
+  log(f"pairs: { {'train': len(train_views[0]), **{n: len(v[0]) for n, v in views.items()}} }; "
+      f"longer than max_length {mc.max_length} (truncated): {truncated}")
+  return EncodedSplits(tokenizer, train, views, truncated)
 
 
 def initial_model(config: Config, workdir: Path) -> PairClassifier:
@@ -204,10 +225,12 @@ def train_and_evaluate(
     keep_checkpoints: int = 2,
     data_source: str = "local",
     parallel_mode: str = "auto",
+    data_cache: str | Path | None = None,
 ) -> dict[str, Any]:
   """Runs one training job in `workdir`, resuming from its latest checkpoint
   if there is one, and returns the contents of `results.json`. The task's
-  splits come from `tasks.load(config.task, data_source, data_dir)`;
+  splits come from `tasks.split_sources(config.task, data_source, data_dir)`,
+  encoded through the cache in `data_cache` (default `workdir/data_cache`);
   `parallel_mode` is one of `parallel.MODES`. With `pretrain_epochs`, the
   encoder is first pretrained in `workdir/pretrain` (`training.pretraining`),
   once: a rerun finds it there.
@@ -221,25 +244,26 @@ def train_and_evaluate(
   memory.check_fits(config.model, config.train.batch_size)
   with held_workdir(workdir):
     clear_finished_run(workdir, overwrite, OUTPUTS)
-    splits = tasks.load(config.task, data_source, data_dir)
+    sources = tasks.split_sources(config.task, data_source, data_dir)
     if config.pretrain.pretrain_epochs:
+      splits = {name: list(source.read()) for name, source in sources.items()}
       pretraining.cached_pretraining(config, workdir, splits, progress, checkpoint_every_steps,
                                      parallel_mode)
-    return _fine_tune(config, workdir, splits, progress, checkpoint_every_steps,
-                      keep_checkpoints, parallel_mode)
+    return _fine_tune(config, workdir, sources, progress, checkpoint_every_steps,
+                      keep_checkpoints, parallel_mode, data_cache)
 
 
-def _fine_tune(config: Config, workdir: Path, splits: dict[str, list[Example]], progress: bool,
-               checkpoint_every_steps: int | None, keep_checkpoints: int,
-               parallel_mode: str) -> dict[str, Any]:
+def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSource],
+               progress: bool, checkpoint_every_steps: int | None, keep_checkpoints: int,
+               parallel_mode: str, data_cache: str | Path | None) -> dict[str, Any]:
   """Fine-tunes in a workdir this process holds, scores the test split with
   the best validation epoch, and writes the outputs."""
   tc, pair_task = config.train, config.task
   start = time.time()
-  splits = splits | {"train": train_subset(splits["train"], tc.train_fraction, tc.seed)}
-  encoded = encode_splits(config, workdir, splits)
+  encoded = encode_splits(config, workdir, sources, data_cache)
   graphdef, params = nnx.split(initial_model(config, workdir))
-  train_epochs = TrainEpochs(encoded.train, tc, parallel.device_count(parallel_mode))
+  train_epochs = TrainEpochs(encoded.train.features(), tc, parallel.device_count(parallel_mode),
+                             encoded.train.lengths)
   tx = make_optimizer(tc, train_epochs.total_steps)
   runner = parallel.DataParallel(
       parallel_mode, graphdef, tx, steps.PairLoss(tc.pos_weight, pair_task.outputs),
@@ -346,6 +370,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   more.add_argument("--tokenizer", metavar="NAME",
                     help="'train' (learn a WordPiece vocabulary on the train split), a folder "
                          "with vocab.txt, or a hub name")
+  more.add_argument("--data-cache", metavar="DIR",
+                    help="cache the encoded splits here, e.g. a folder runs share (default: "
+                         "WORKDIR/data_cache); a rerun, a resume and evaluate map them from "
+                         "disk instead of tokenizing again")
   cli.add_run_arguments(parser)
   return parser.parse_args(argv)
 

@@ -31,7 +31,9 @@ def test_pair_layout_segments_and_padding(tokenizer):
   assert tokens[8:] == ["[PAD]"] * 8
   np.testing.assert_array_equal(enc.token_type_ids[0], [0] * 5 + [1] * 3 + [0] * 8)
   np.testing.assert_array_equal(enc.attention_mask[0], [1] * 8 + [0] * 8)
-  assert enc.input_ids.dtype == enc.token_type_ids.dtype == enc.attention_mask.dtype == np.int32
+  assert enc.input_ids.dtype == np.uint16  # a vocabulary of 2000: the narrowest type
+  assert enc.token_type_ids.dtype == enc.attention_mask.dtype == np.uint8
+  assert list(enc.lengths) == [8]
   assert enc.num_truncated == 0
 
 
@@ -80,7 +82,7 @@ def test_equally_frequent_merges_go_in_code_point_order(tmp_path):
 
 def test_match_ids_mark_tokens_found_in_the_other_sentence(tokenizer):
   pair = Example("the company said", "the shares rose", 1, 0)
-  enc = tokenization.encode_pairs(tokenizer, [pair], max_length=12)
+  enc = tokenization.encode_pairs(tokenizer, [pair], max_length=12, with_match_ids=True)
   tokens = tokenizer.convert_ids_to_tokens(enc.input_ids[0])
   assert tokens[:9] == ["[CLS]", "the", "company", "said", "[SEP]", "the", "shares", "rose",
                         "[SEP]"]

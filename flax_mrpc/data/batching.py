@@ -52,15 +52,24 @@ def length_grouped_order(lengths: np.ndarray, batch_size: int, seed: int, epoch:
   ])
 
 
+def widened(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """`batch` with its integer arrays as int32, the type the compiled steps
+  take (encoded splits hold uint16 ids and uint8 segments and masks)."""
+  return {name: array.astype(np.int32) if array.dtype.kind in "ui" and array.dtype != np.int32
+          else array for name, array in batch.items()}
+
+
 def batches(
     features: dict[str, np.ndarray],
     batch_size: int,
     order: np.ndarray | None = None,
     pad_multiple: int | None = None,
     rows_multiple: int = 1,
+    lengths: np.ndarray | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields dicts of [rows, ...] arrays plus `weights` [rows] float32, where
-  rows = `batch_size` rounded up to a multiple of `rows_multiple`.
+  rows = `batch_size` rounded up to a multiple of `rows_multiple`; token
+  arrays are widened to int32 (`widened`).
 
   Args:
     features: arrays with the same first dimension n; [n, seq] token arrays
@@ -71,17 +80,19 @@ def batches(
       to this multiple; None keeps the full seq.
     rows_multiple: pad every batch with zero-weight rows to a multiple of
       this (so it splits evenly over that many devices).
+    lengths: [n] real tokens per pair, for `pad_multiple`; None: from the mask.
   """
   n = len(next(iter(features.values())))
   order = np.arange(n) if order is None else order
-  lengths = features["attention_mask"].sum(axis=1) if pad_multiple else None
+  if pad_multiple and lengths is None:
+    lengths = features["attention_mask"].sum(axis=1)
   num_rows = round_up(batch_size, rows_multiple)
   for start in range(0, n, batch_size):
     rows = order[start:start + batch_size]
     weights = np.zeros(num_rows, np.float32)
     weights[:len(rows)] = 1.0
     rows = np.concatenate([rows, np.full(num_rows - len(rows), rows[0])])
-    batch = {name: array[rows] for name, array in features.items()}
+    batch = widened({name: array[rows] for name, array in features.items()})
     if pad_multiple:
       seq = round_up(int(lengths[rows].max()), pad_multiple)
       batch = {name: array[:, :seq] if array.ndim == 2 else array

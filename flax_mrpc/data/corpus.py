@@ -20,9 +20,6 @@ import numpy as np
 from flax_mrpc.data import tokenization
 from flax_mrpc.data.examples import DataError, Example
 
-ENCODE_CHUNK = 10_000  # line pairs tokenized at once
-
-
 class CorpusFile:
   """The non-blank lines of a text file, streamed on each iteration.
   Raises DataError for a missing, unreadable, non-UTF-8 or nearly empty file."""
@@ -66,16 +63,11 @@ def line_pairs(lines: Iterable[str]) -> Iterator[Example]:
     yield Example(first, "", label=0, idx=i // 2)
 
 
-def encode_corpus(tokenizer, lines: Iterable[str], max_length: int) -> dict[str, np.ndarray]:
+def encode_corpus(tokenizer, lines: Iterable[str], max_length: int,
+                  with_match_ids: bool = False) -> dict[str, np.ndarray]:
   """The line pairs of `lines` as [pairs, max_length] token arrays
-  (`tokenization.EncodedSplit.features`), tokenized `ENCODE_CHUNK` pairs at a
-  time; long pairs are truncated like MRPC's."""
-  chunks, chunk = [], []
-  for pair in line_pairs(lines):
-    chunk.append(pair)
-    if len(chunk) == ENCODE_CHUNK:
-      chunks.append(tokenization.encode_pairs(tokenizer, chunk, max_length).features())
-      chunk = []
-  if chunk:
-    chunks.append(tokenization.encode_pairs(tokenizer, chunk, max_length).features())
-  return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+  (`tokenization.EncodedSplit.features`), tokenized a chunk at a time
+  (`tokenization.encode_chunks`); long pairs are truncated like MRPC's."""
+  [encoded] = tokenization.encode_in_memory(tokenizer, line_pairs(lines), max_length,
+                                            with_match_ids=with_match_ids)
+  return encoded.features()

@@ -21,14 +21,19 @@ class TrainEpochs:
   a little from epoch to epoch with the packing.
 
   Args:
-    features: the train arrays of `tokenization.EncodedSplit.features`.
+    features: the train arrays of `tokenization.EncodedSplit.features`
+      (memory-mapped ones are read a batch at a time).
     train: the run's TrainConfig.
     rows_multiple: every batch's rows are a multiple of this (the device count).
+    lengths: [n] real tokens per pair (`EncodedSplit.lengths`); None: from
+      the attention mask.
   """
 
-  def __init__(self, features: dict[str, np.ndarray], train: TrainConfig, rows_multiple: int):
+  def __init__(self, features: dict[str, np.ndarray], train: TrainConfig, rows_multiple: int,
+               lengths: np.ndarray | None = None):
     self.features, self.train, self.rows_multiple = features, train, rows_multiple
-    self.lengths = features["attention_mask"].sum(axis=1)  # real tokens per pair
+    self.lengths = (features["attention_mask"].sum(axis=1, dtype=np.int32) if lengths is None
+                    else np.asarray(lengths))
     self.row_length = features["input_ids"].shape[1]
     if train.pack:
       self.rows_per_batch = packing.rows_per_batch(self.lengths, self.row_length,
@@ -54,13 +59,13 @@ class TrainEpochs:
     tc = self.train
     if tc.pack:
       return packing.packed_batches(self.features, self._rows(epoch), self.rows_per_batch,
-                                    self.rows_multiple)
+                                    self.rows_multiple, self.lengths)
     if tc.group_by_length:
       order = batching.length_grouped_order(self.lengths, tc.batch_size, tc.seed, epoch)
     else:
       order = batching.epoch_order(len(self.lengths), tc.seed, epoch)
     return batching.batches(self.features, tc.batch_size, order, tc.pad_multiple,
-                            self.rows_multiple)
+                            self.rows_multiple, self.lengths)
 
   def describe(self) -> str:
     """One line for the log: steps per epoch and, packed, the batch layout."""

@@ -86,6 +86,7 @@ def packed_batches(
     rows: list[np.ndarray],
     rows_per_batch: int,
     rows_multiple: int = 1,
+    lengths: np.ndarray | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields the packed batches (the module docstring's arrays) of `rows`, in
   order, `rows_per_batch` of them each (fewer in the last batch), plus empty
@@ -94,16 +95,19 @@ def packed_batches(
 
   Args:
     features: [n, row_length] `input_ids`, `token_type_ids`, `attention_mask`
-      (1 on real tokens, which come first), `match_ids`, and [n] `labels`.
+      (1 on real tokens, which come first), `match_ids` (optional), and [n]
+      `labels`; any integer types (the batches are int32).
     rows: pair indices per row, e.g. from `pack_rows`.
+    lengths: [n] real tokens per pair; None: from the attention mask.
   """
-  input_ids = features["input_ids"]
-  row_length = input_ids.shape[1]
-  lengths = features["attention_mask"].sum(axis=1)
+  row_length = features["input_ids"].shape[1]
+  if lengths is None:
+    lengths = features["attention_mask"].sum(axis=1)
   num_rows = batching.round_up(rows_per_batch, rows_multiple)
-  token_names = ("input_ids", "token_type_ids", "match_ids")
+  token_names = [name for name in ("input_ids", "token_type_ids", "match_ids")
+                 if name in features]
   for start in range(0, len(rows), rows_per_batch):
-    batch = {name: np.zeros((num_rows, row_length), input_ids.dtype)
+    batch = {name: np.zeros((num_rows, row_length), np.int32)
              for name in (*token_names, "attention_mask", "positions")}
     batch["first_positions"] = np.zeros((num_rows, PAIRS_PER_ROW), np.int32)
     batch["labels"] = np.zeros((num_rows, PAIRS_PER_ROW), features["labels"].dtype)

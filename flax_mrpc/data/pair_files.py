@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -64,14 +63,25 @@ def _tsv_rows(path: Path, columns: Sequence[str], problems: list[str]) -> Iterat
                 fields[index[2]] if labelled else None)
 
 
-def _decoded(path: Path) -> str:
+def _not_utf8(path: Path) -> DataError:
+  """The error for a file that is not UTF-8, naming the first bad line."""
   raw = path.read_bytes()
   try:
-    return raw.decode("utf-8-sig")
+    raw.decode("utf-8-sig")
   except UnicodeDecodeError as e:
     line = raw[:e.start].count(b"\n") + 1
-    raise DataError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8 text; save the file "
-                    "as UTF-8") from None
+    return DataError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8 text; save the "
+                     "file as UTF-8")
+  return DataError(f"{path}: not UTF-8 text; save the file as UTF-8")
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+  """The file's lines, decoded as they are read (a byte order mark dropped)."""
+  try:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+      yield from f
+  except UnicodeDecodeError:
+    raise _not_utf8(path) from None
 
 
 def _checked(path: Path, line: int, sentences: Sequence[object], label: object,
@@ -90,7 +100,7 @@ def _checked(path: Path, line: int, sentences: Sequence[object], label: object,
 
 
 def _csv_rows(path: Path, columns: Sequence[str], problems: list[str]) -> Iterator[Row]:
-  reader = csv.reader(io.StringIO(_decoded(path), newline=""))
+  reader = csv.reader(_text_lines(path))
   header = next(reader, [])
   index, labelled = _header_columns(path, header, columns, 1)
   start = reader.line_num + 1
@@ -110,7 +120,7 @@ def _csv_rows(path: Path, columns: Sequence[str], problems: list[str]) -> Iterat
 
 def _jsonl_rows(path: Path, columns: Sequence[str], problems: list[str]) -> Iterator[Row]:
   labelled = None  # decided by the first object: every line must then agree
-  for line, text in enumerate(_decoded(path).splitlines(), start=1):
+  for line, text in enumerate(_text_lines(path), start=1):
     if not text.strip():
       continue
     try:
@@ -130,19 +140,29 @@ def _jsonl_rows(path: Path, columns: Sequence[str], problems: list[str]) -> Iter
       yield row
 
 
-def read_rows(path: str | Path, columns: Sequence[str]) -> list[Row]:
-  """Every pair of `path`, whose header (or JSON keys) holds `columns`
-  (sentence1, sentence2, label names). Raises one DataError listing every
-  bad line, or naming the missing file."""
+def iter_rows(path: str | Path, columns: Sequence[str], problems: list[str]) -> Iterator[Row]:
+  """Streams the good pairs of `path`, whose header (or JSON keys) holds
+  `columns` (sentence1, sentence2, label names), appending one
+  `FILE:LINE: problem` to `problems` per bad line; a missing file, an
+  unknown type, a bad header or a file with no pairs is a DataError."""
   path = Path(path)
   if not path.is_file():
     raise DataError(f"{path}: file not found. Pass a TSV, CSV or JSONL file with the columns "
                     f"{', '.join(columns)}.")
   reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format(path)]
+  count = 0
+  for row in reader(path, columns, problems):
+    count += 1
+    yield row
+  if not count and not problems:
+    raise DataError(f"{path}: no pairs. Write a header and one pair per line.")
+
+
+def read_rows(path: str | Path, columns: Sequence[str]) -> list[Row]:
+  """Every pair of `path` (see `iter_rows`). Raises one DataError listing
+  every bad line, or naming the missing file."""
   problems: list[str] = []
-  rows = list(reader(path, columns, problems))
+  rows = list(iter_rows(path, columns, problems))
   if problems:
     raise DataError(*tsv.capped(problems))
-  if not rows:
-    raise DataError(f"{path}: no pairs. Write a header and one pair per line.")
   return rows

@@ -21,16 +21,21 @@ the matched ones (validation picks the epoch), "validation_mismatched" and
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import json
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from flax_mrpc.config import TaskConfig
-from flax_mrpc.data import pair_files, sources, tsv
+from flax_mrpc.data import cache, download, mrpc, pair_files, sources, tsv
 from flax_mrpc.data.examples import UNLABELLED, DataError, Example
 
 UNSCORED = math.nan  # the label of an unlabelled regression pair
+READER_VERSION = 1  # bump when reading the same file gives other Examples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +111,14 @@ def files_task(train_file: str, validation_file: str, test_file: str | None = No
   a binary task whose positive class is the second) and GLUE's metrics for
   its kind (accuracy and F1, accuracy, or correlation for `regression`).
   A train file with one class only is a DataError."""
-  rows = pair_files.read_rows(train_file, columns)
-  if rows[0].label is None:
+  problems: list[str] = []
+  names = {row.label for row in pair_files.iter_rows(train_file, columns, problems)}
+  if problems:
+    raise DataError(*tsv.capped(problems))
+  if None in names:
     raise DataError(f"{train_file}:1: the train file needs a label column {columns[2]!r}; "
                     "name it with --columns SENTENCE1,SENTENCE2,LABEL.")
-  labels = () if regression else _sorted_labels({r.label for r in rows})
+  labels = () if regression else _sorted_labels(names)
   if len(labels) == 1:
     raise DataError(f"{train_file}: every pair has the label {labels[0]!r}; a classifier needs "
                     "two classes or more (numeric scores: pass --regression).")
@@ -137,34 +145,62 @@ def _label_value(task: TaskConfig, text: str | None, where: str) -> tuple[int | 
   return task.labels.index(text), None
 
 
-def _examples(task: TaskConfig, path: Path, rows: list[pair_files.Row],
-              labelled: bool) -> list[Example]:
-  problems, examples = [], []
-  for idx, row in enumerate(rows):
+def _stream_examples(task: TaskConfig, path: Path, columns: Sequence[str],
+                     labelled: bool) -> Iterator[Example]:
+  """The pairs of one split's file as Examples, streamed; after the last
+  good one, one DataError lists every bad line."""
+  problems: list[str] = []
+  idx = 0
+  for row in pair_files.iter_rows(path, columns, problems):
+    if labelled and row.label is None:
+      raise DataError(f"{path}:1: no label column {task.columns[2]!r}; the {path.name} split "
+                      "must be labelled")
     label, problem = _label_value(task, row.label, f"{path}:{row.line}")
     if problem:
       problems.append(problem)
-    examples.append(Example(row.sentence1, row.sentence2, label, idx))
-  if labelled and rows[0].label is None:
-    problems.append(f"{path}:1: no label column {task.columns[2]!r}; the {path.name} split "
-                    "must be labelled")
+    yield Example(row.sentence1, row.sentence2, label, idx)
+    idx += 1
   if problems:
     raise DataError(*tsv.capped(problems))
-  return examples
 
 
-def _read_split(task: TaskConfig, path: Path, columns: Sequence[str],
-                labelled: bool) -> list[Example]:
-  return _examples(task, path, pair_files.read_rows(path, columns), labelled)
+@dataclasses.dataclass(frozen=True)
+class SplitSource:
+  """One split of a task, before it is read.
+
+  Attributes:
+    fingerprint: a hash of everything the split's Examples depend on (its
+      file's bytes, the columns, the label names, the reader), the key the
+      encoded-split cache (`data.cache`) files its encodings under.
+    read: a fresh iterator over the split's Examples, in order; a bad file
+      raises one DataError listing every bad line after the last good pair.
+  """
+
+  fingerprint: str
+  read: Callable[[], Iterator[Example]]
 
 
-def _glue_folder(task: TaskConfig, data_dir: str | os.PathLike | None) -> dict[str, list[Example]]:
+def _fingerprint(*parts: object) -> str:
+  return hashlib.sha256(json.dumps([READER_VERSION, *parts], default=str).encode()).hexdigest()
+
+
+def _file_split(task: TaskConfig, path: Path, columns: Sequence[str],
+                labelled: bool) -> SplitSource:
+  if not path.is_file():
+    raise DataError(f"{path}: file not found. Pass a TSV, CSV or JSONL file with the columns "
+                    f"{', '.join(columns)}.")
+  print_ = _fingerprint(cache.file_digest(path), pair_files.file_format(path), list(columns),
+                        task.labels, task.outputs, labelled)
+  return SplitSource(print_, lambda: _stream_examples(task, path, columns, labelled))
+
+
+def _glue_folder(task: TaskConfig, data_dir: str | os.PathLike | None) -> dict[str, SplitSource]:
   if data_dir is None:
     raise DataError(f"task {task.task} reads the GLUE TSV files: pass --data-dir FOLDER with "
                     f"{', '.join(glue_layout(task).files.values())} (from GLUE's "
                     f"{task.task.upper()} download), or --data-source hf or tfds.")
   layout = glue_layout(task)
-  return {split: _read_split(task, Path(data_dir) / name, layout.columns,
+  return {split: _file_split(task, Path(data_dir) / name, layout.columns,
                              labelled=not split.startswith("test"))
           for split, name in layout.files.items()}
 
@@ -210,22 +246,60 @@ def _glue_hub(task: TaskConfig, source: str, cache_dir) -> dict[str, list[Exampl
   return {split: _hub_examples(task, table, layout.hub_columns) for split, table in tables.items()}
 
 
-def _files(task: TaskConfig) -> dict[str, list[Example]]:
+def _files(task: TaskConfig) -> dict[str, SplitSource]:
   files = {"train": task.train_file, "validation": task.validation_file, "test": task.test_file}
-  return {split: _read_split(task, Path(path), task.columns, labelled=split != "test")
+  return {split: _file_split(task, Path(path), task.columns, labelled=split != "test")
           for split, path in files.items() if path is not None}
 
 
-def load(task: TaskConfig, source: str = "local", data_dir: str | os.PathLike | None = None,
-         cache_dir: str | os.PathLike | None = None) -> dict[str, list[Example]]:
-  """The splits of `task`: "train", "validation", usually "test", and MNLI's
-  mismatched ones; see the module docstring for `source` and `data_dir`."""
-  if task.task == "mrpc":
-    return sources.load(source, data_dir, cache_dir)
+def _loaded_at_once(task: TaskConfig, load_all: Callable[[], dict[str, list[Example]]],
+                    *origin: object) -> dict[str, SplitSource]:
+  """SplitSources of splits that a loader reads together (MRPC, the hub
+  sources), read once when the first of them is; `origin` names what they
+  come from (file digests, or the source and its version)."""
+  loaded = functools.cache(load_all)
+  return {split: SplitSource(_fingerprint(task.task, split, *origin),
+                             functools.partial(lambda s: iter(loaded()[s]), split))
+          for split in glue_layout(task).files}
+
+
+def _folder_digests(folder: Path) -> list[tuple[str, str]]:
+  return [(path.name, cache.file_digest(path)) for path in sorted(folder.iterdir())
+          if path.is_file() and path.suffix in (".txt", ".tsv")]
+
+
+def split_sources(task: TaskConfig, source: str = "local",
+                  data_dir: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> dict[str, SplitSource]:
+  """The splits of `task`, unread: "train", "validation", usually "test",
+  and MNLI's mismatched ones; see the module docstring for `source` and
+  `data_dir`. Files are only hashed here; a missing one is a DataError."""
   if task.task == "files":
     return _files(task)
   if source not in sources.SOURCES:
     raise ValueError(f"unknown data source {source!r}; choose one of {sources.SOURCES}.")
+  if task.task == "mrpc":
+    folder = (download.find_data_dir(data_dir) if source == "local"
+              else mrpc.given_data_dir(data_dir))
+    return _loaded_at_once(task, lambda: sources.load(source, data_dir, cache_dir), source,
+                           _folder_digests(folder) if folder else _package_version(source))
   if source == "local":
     return _glue_folder(task, data_dir)
-  return _glue_hub(task, source, cache_dir)
+  return _loaded_at_once(task, lambda: _glue_hub(task, source, cache_dir), source,
+                         _package_version(source))
+
+
+def _package_version(source: str) -> str:
+  """The version of the package a hub source reads with."""
+  package = {"hf": "datasets", "tfds": "tensorflow-datasets"}[source]
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return "absent"
+
+
+def load(task: TaskConfig, source: str = "local", data_dir: str | os.PathLike | None = None,
+         cache_dir: str | os.PathLike | None = None) -> dict[str, list[Example]]:
+  """The splits of `split_sources`, read: Example lists in file order."""
+  return {split: list(s.read())
+          for split, s in split_sources(task, source, data_dir, cache_dir).items()}

@@ -1,4 +1,4 @@
-"""WordPiece pair encoding: examples -> int32 token arrays.
+"""WordPiece pair encoding: examples -> compact token arrays.
 
 Pairs are encoded `[CLS] sentence1 [SEP] sentence2 [SEP]`, truncated
 (longest sentence first) and padded to `max_length`, with Hugging Face's fast
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+import itertools
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from tokenizers import BertWordPieceTokenizer
@@ -65,46 +66,71 @@ def load_tokenizer(name_or_dir: str, lowercase: bool = True) -> PreTrainedTokeni
     ) from None
 
 
+# Pairs tokenized per call of the tokenizer: large enough for the fast
+# tokenizer's batch parallelism, small enough that its Python objects
+# (tokens, offsets) stay a few MB.
+ENCODE_CHUNK = 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
-  """Token arrays of one split: ids, segments, mask and match ids are
-  [n, max_length] int32; labels are [n] int32 class indices (float32 scores
-  for regression), idx [n] int32; `num_truncated` pairs
-  were longer than max_length before truncation."""
+  """Token arrays of one split, in the narrowest types that hold them:
+  `input_ids` [n, max_length] uint16 (int32 when the vocabulary has more
+  than 65536 entries); `token_type_ids`, `attention_mask` [n, max_length]
+  uint8; `match_ids` [n, max_length] uint8, or None when the model has no
+  match embedding; `labels` [n] int32 class indices (float32 scores for
+  regression); `idx` [n] int32; `lengths` [n] int32 real tokens per pair
+  (computed from the mask when not given). `num_truncated` pairs were
+  longer than max_length before truncation. Batches widen the token arrays
+  to int32 (`batching.widened`). The arrays may be memory-mapped (`data.cache`)."""
 
   input_ids: np.ndarray
   token_type_ids: np.ndarray
   attention_mask: np.ndarray
-  match_ids: np.ndarray
+  match_ids: np.ndarray | None
   labels: np.ndarray
   idx: np.ndarray
   num_truncated: int
+  lengths: np.ndarray = None
+
+  def __post_init__(self):
+    if self.lengths is None:
+      object.__setattr__(self, "lengths",
+                         np.asarray(self.attention_mask, np.int32).sum(axis=1, dtype=np.int32))
 
   def __len__(self) -> int:
     return len(self.labels)
 
   def features(self) -> dict[str, np.ndarray]:
-    """The arrays a batch carries: ids, segments, mask, match ids and labels."""
-    return {
+    """The arrays a batch carries: ids, segments, mask, match ids (when
+    present) and labels."""
+    features = {
         "input_ids": self.input_ids,
         "token_type_ids": self.token_type_ids,
         "attention_mask": self.attention_mask,
         "match_ids": self.match_ids,
         "labels": self.labels,
     }
+    return {name: array for name, array in features.items() if array is not None}
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+  """The narrowest type that holds token ids below `vocab_size`."""
+  return np.dtype(np.uint16 if vocab_size <= 2**16 else np.int32)
 
 
 def exact_match_ids(
     input_ids: np.ndarray, token_type_ids: np.ndarray, special_mask: np.ndarray
 ) -> np.ndarray:
-  """[n, seq] 0/1: 1 where a (non-special) token also occurs in the other
-  sentence of its pair. `special_mask` is 1 on [CLS], [SEP] and padding."""
-  match = np.zeros_like(input_ids)
-  for row, (ids, segments, special) in enumerate(zip(input_ids, token_type_ids, special_mask)):
-    words = special == 0
-    first, second = ids[words & (segments == 0)], ids[words & (segments == 1)]
-    match[row] = words & np.where(segments == 0, np.isin(ids, second), np.isin(ids, first))
-  return match
+  """[n, seq] uint8 0/1: 1 where a (non-special) token also occurs in the
+  other sentence of its pair. `special_mask` is 1 on [CLS], [SEP] and padding."""
+  n, seq = input_ids.shape
+  # One key per (row, token id), so a membership test stays inside each row.
+  keys = np.arange(n, dtype=np.int64)[:, None] * (int(input_ids.max(initial=0)) + 1) + input_ids
+  words = special_mask == 0
+  first, second = words & (token_type_ids == 0), words & (token_type_ids == 1)
+  match = (first & np.isin(keys, keys[second])) | (second & np.isin(keys, keys[first]))
+  return match.astype(np.uint8)
 
 
 def label_array(labels: Sequence[int | float]) -> np.ndarray:
@@ -117,29 +143,87 @@ def labelled(labels: np.ndarray) -> np.ndarray:
   return ~np.isnan(labels) if labels.dtype.kind == "f" else labels >= 0
 
 
+def _num_truncated(tokenizer: PreTrainedTokenizerBase, encoded, first: list[str],
+                   second: list[str], max_length: int) -> int:
+  """Pairs longer than `max_length` before truncation: a fast tokenizer's
+  encodings of the same call carry what truncation removed (`overflowing`);
+  other tokenizers are asked again without truncation."""
+  if encoded.encodings is not None:
+    return sum(bool(e.overflowing) for e in encoded.encodings)
+  return sum(len(ids) > max_length for ids in tokenizer(first, second)["input_ids"])
+
+
 def encode_pairs(
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
     max_length: int,
     swap: bool = False,
+    with_match_ids: bool = False,
 ) -> EncodedSplit:
   """Encodes each (sentence1, sentence2) pair, or (sentence2, sentence1) when
-  `swap`, into `max_length` tokens."""
+  `swap`, into `max_length` tokens, in one call of the tokenizer (pass at
+  most a few thousand pairs; `encode_chunks` streams more). `match_ids`
+  are computed only `with_match_ids` (a model with `match_embedding`)."""
   first = [e.sentence2 if swap else e.sentence1 for e in examples]
   second = [e.sentence1 if swap else e.sentence2 for e in examples]
-  full_lengths = [len(ids) for ids in tokenizer(first, second)["input_ids"]]
   encoded = tokenizer(
       first, second, truncation="longest_first", padding="max_length",
       max_length=max_length, return_tensors="np", return_token_type_ids=True,
-      return_attention_mask=True, return_special_tokens_mask=True,
+      return_attention_mask=True, return_special_tokens_mask=with_match_ids,
   )
+  input_ids = encoded["input_ids"]
   return EncodedSplit(
-      input_ids=encoded["input_ids"].astype(np.int32),
-      token_type_ids=encoded["token_type_ids"].astype(np.int32),
-      attention_mask=encoded["attention_mask"].astype(np.int32),
-      match_ids=exact_match_ids(encoded["input_ids"], encoded["token_type_ids"],
-                                encoded["special_tokens_mask"]).astype(np.int32),
+      input_ids=input_ids.astype(id_dtype(len(tokenizer))),
+      token_type_ids=encoded["token_type_ids"].astype(np.uint8),
+      attention_mask=encoded["attention_mask"].astype(np.uint8),
+      match_ids=(exact_match_ids(input_ids, encoded["token_type_ids"],
+                                 encoded["special_tokens_mask"]) if with_match_ids else None),
       labels=label_array([e.label for e in examples]),
       idx=np.array([e.idx for e in examples], np.int32),
-      num_truncated=sum(n > max_length for n in full_lengths),
+      num_truncated=_num_truncated(tokenizer, encoded, first, second, max_length),
   )
+
+
+def encode_chunks(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Iterable[Example],
+    max_length: int,
+    swaps: Sequence[bool] = (False,),
+    with_match_ids: bool = False,
+    chunk_size: int = ENCODE_CHUNK,
+) -> Iterator[list[EncodedSplit]]:
+  """Streams `examples` `chunk_size` at a time; yields, per chunk, its
+  `encode_pairs` in each order of `swaps` (one read of the examples serves
+  both orders of a symmetric split)."""
+  chunk: list[Example] = []
+  for example in itertools.chain(examples, [None]):
+    if example is not None:
+      chunk.append(example)
+    if chunk and (example is None or len(chunk) == chunk_size):
+      yield [encode_pairs(tokenizer, chunk, max_length, swap, with_match_ids) for swap in swaps]
+      chunk = []
+
+
+def encode_in_memory(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Iterable[Example],
+    max_length: int,
+    swaps: Sequence[bool] = (False,),
+    with_match_ids: bool = False,
+) -> list[EncodedSplit]:
+  """`encode_chunks`, joined: one EncodedSplit per order in `swaps` (empty
+  examples give an empty list)."""
+  parts = zip(*encode_chunks(tokenizer, examples, max_length, swaps, with_match_ids))
+  return [concatenated(p) for p in parts]
+
+
+def concatenated(parts: Sequence[EncodedSplit]) -> EncodedSplit:
+  """One EncodedSplit of several, in order."""
+  def joined(name):
+    arrays = [getattr(p, name) for p in parts]
+    return None if arrays[0] is None else np.concatenate(arrays)
+
+  names = ("input_ids", "token_type_ids", "attention_mask", "match_ids", "labels", "idx",
+           "lengths")
+  return EncodedSplit(**{name: joined(name) for name in names},
+                      num_truncated=sum(p.num_truncated for p in parts))

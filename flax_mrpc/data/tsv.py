@@ -12,11 +12,13 @@ accepted, so files saved on Windows read as they are.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from pathlib import Path
 from typing import Collection, Iterator
 
 MAX_REPORTED = 20  # problems listed per error; the rest are counted
+# Unicode's control characters (category Cc): C0, DEL and C1.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def sentence_problem(text: str, allowed_controls: Collection[str] = ()) -> str | None:
@@ -25,10 +27,10 @@ def sentence_problem(text: str, allowed_controls: Collection[str] = ()) -> str |
   if not text.strip():
     state = "empty" if not text else "only whitespace"
     return f"the sentence is {state}; every pair needs two sentences"
-  for column, char in enumerate(text, start=1):
-    if unicodedata.category(char) == "Cc" and char not in allowed_controls:
-      return (f"control character U+{ord(char):04X} at column {column} of the sentence; "
-              "remove it")
+  for control in _CONTROL.finditer(text):
+    if control.group() not in allowed_controls:
+      return (f"control character U+{ord(control.group()):04X} at column {control.start() + 1} "
+              "of the sentence; remove it")
   return None
 
 

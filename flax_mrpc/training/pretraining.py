@@ -124,8 +124,10 @@ def _run(config: Config, workdir: Path, splits: dict[str, list[Example]], progre
   tc, mc = config.train, config.model
   lines = _corpus_lines(config, splits)
   tokenizer = _tokenizer(config, lines, workdir)
-  features = corpus.encode_corpus(tokenizer, lines, mc.max_length)
-  heldout = tokenization.encode_pairs(tokenizer, splits["validation"], mc.max_length).features()
+  features = corpus.encode_corpus(tokenizer, lines, mc.max_length, mc.match_embedding)
+  [heldout] = tokenization.encode_in_memory(tokenizer, splits["validation"], mc.max_length,
+                                            with_match_ids=mc.match_embedding)
+  heldout = heldout.features()
   log(f"pretraining corpus: {len(features['input_ids'])} pairs of lines "
       f"({config.pretrain.corpus or 'MRPC train sentences'}); held out: "
       f"{len(heldout['input_ids'])} MRPC validation pairs")

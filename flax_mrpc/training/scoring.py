@@ -24,17 +24,17 @@ def predict_probabilities(
   first and each batch is cut to its longest pair (see `batching.batches`);
   with `pack`, they are packed into batches of `batch_size` rows (see
   `packing`)."""
-  features = split.features()
-  lengths = features["attention_mask"].sum(axis=1)
+  features, lengths = split.features(), split.lengths
   if pack:
     rows = packing.pack_rows(lengths, np.arange(len(split)), features["input_ids"].shape[1])
     order = np.concatenate(rows)
     out = np.concatenate([np.asarray(eval_fn(params, batch))[batch["weights"] > 0] for batch in
-                          packing.packed_batches(features, rows, batch_size)])
+                          packing.packed_batches(features, rows, batch_size, lengths=lengths)])
   else:
     order = np.argsort(lengths, kind="stable") if pad_multiple else np.arange(len(split))
     out = np.concatenate([np.asarray(eval_fn(params, batch)) for batch in
-                          batching.batches(features, batch_size, order, pad_multiple)])
+                          batching.batches(features, batch_size, order, pad_multiple,
+                                           lengths=lengths)])
   probabilities = np.empty((len(split), *out.shape[1:]), np.float32)
   probabilities[order] = out[: len(split)]
   return probabilities
@@ -51,9 +51,9 @@ def pair_probabilities(
                   for view in views], axis=0)
 
 
-def encode_views(tokenizer, examples: Sequence[Example], max_length: int,
-                 symmetric: bool) -> list[tokenization.EncodedSplit]:
+def encode_views(tokenizer, examples: Sequence[Example], max_length: int, symmetric: bool,
+                 with_match_ids: bool = False) -> list[tokenization.EncodedSplit]:
   """The encodings `pair_probabilities` averages: the pairs as given and, if
-  `symmetric`, swapped."""
-  return [tokenization.encode_pairs(tokenizer, examples, max_length, swap=swap)
-          for swap in ((False, True) if symmetric else (False,))]
+  `symmetric`, swapped; `with_match_ids` for a model with a match embedding."""
+  return tokenization.encode_in_memory(tokenizer, examples, max_length,
+                                       (False, True) if symmetric else (False,), with_match_ids)
