@@ -18,14 +18,17 @@ import os
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 logging.getLogger("absl").setLevel(logging.CRITICAL)
 
+import jax  # noqa: E402
+
 from flax_mrpc.config import (PRESETS, Config, ModelConfig, PretrainConfig,  # noqa: E402
                               TaskConfig, TrainConfig)
-from flax_mrpc.data import sources, tasks  # noqa: E402
+from flax_mrpc.data import cache, sources, tasks  # noqa: E402
 from flax_mrpc.training import parallel  # noqa: E402
 from flax_mrpc.training.loop import EXIT_PREEMPTED, Preempted  # noqa: E402
 
@@ -161,8 +164,10 @@ def task_from_args(args: argparse.Namespace) -> TaskConfig:
   if len(columns) != 3 or not all(columns):
     raise ValueError(f"--columns {args.columns!r}: expected three names, "
                      "SENTENCE1,SENTENCE2,LABEL.")
+  # train keeps what it learns of the train file in its encoded-split cache
+  folder = cache.folder_for(args.workdir, args.data_cache) if "data_cache" in args else None
   return tasks.files_task(*files, columns=columns, regression=args.regression,
-                          symmetric=args.symmetric)
+                          symmetric=args.symmetric, cache_folder=folder)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,6 +206,22 @@ def start_run(args: argparse.Namespace) -> None:
     raise ValueError("--keep-checkpoints and --checkpoint-every-steps must be at least 1.")
   if args.multi_host:
     parallel.initialize_processes(*manual)
+  keep_compiled_steps(Path(args.workdir) / XLA_CACHE)
+
+
+XLA_CACHE = "xla_cache"  # a workdir's compiled steps, unless JAX_COMPILATION_CACHE_DIR is set
+
+
+def keep_compiled_steps(folder: Path) -> None:
+  """Turns on JAX's persistent compilation cache in `folder`, so a rerun or
+  a resume loads what it compiled instead of compiling it again: on a
+  2-core CPU, MiniLM's packed train step takes about 8 s to compile and
+  the model's eager initialisation about 2 s of small compilations, which
+  is why every compilation is kept, however short. A folder the user chose
+  (JAX_COMPILATION_CACHE_DIR, or jax.config) is left as it is."""
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:

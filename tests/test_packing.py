@@ -141,6 +141,36 @@ def test_packing_is_a_pure_function_of_seed_and_epoch():
     assert lengths.sum() / (128 * len(rows)) > 0.9  # almost no padding
 
 
+def plain_best_fit(lengths, order, row_length, pairs_per_row):
+  """Best-fit decreasing written out: each pair, longest first, into an open
+  row with the least room that holds it (of those, the one that reached
+  that room last), with a scan over the rooms."""
+  rows, open_by_room = [], [[] for _ in range(row_length + 1)]
+  for pair in order[np.argsort(-lengths[order], kind="stable")]:
+    length = int(lengths[pair])
+    room = next((r for r in range(length, row_length + 1) if open_by_room[r]), None)
+    if room is None:
+      row, room = len(rows), row_length
+      rows.append([])
+    else:
+      row = open_by_room[room].pop()
+    rows[row].append(int(pair))
+    if len(rows[row]) < pairs_per_row:
+      open_by_room[room - length].append(row)
+  return rows
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_packing_is_best_fit_decreasing_with_the_same_row_count_every_epoch(seed):
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(2, [128, 40, 9, 128][seed] + 1, size=[700, 300, 50, 1][seed])
+  order = rng.permutation(len(lengths))
+  rows = packing.pack_rows(lengths, order, 128)
+  assert [list(r) for r in rows] == plain_best_fit(lengths, order, 128, packing.PAIRS_PER_ROW)
+  counts = {len(packing.epoch_rows(lengths, 128, seed, epoch)) for epoch in range(1, 5)}
+  assert counts == {len(rows)}
+
+
 def test_a_pair_longer_than_the_row_is_truncated_first(splits, tmp_path):
   tokenizer = tokenization.train_wordpiece(
       [s for e in splits["train"][:200] for s in (e.sentence1, e.sentence2)], 300, True, tmp_path)

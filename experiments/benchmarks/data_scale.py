@@ -156,7 +156,7 @@ def main() -> None:
     for run in args.runs:
       if run == "cold":
         subprocess.run(["rm", "-rf", str(workdir)], check=True)
-      result = measure(argv, workdir / "cache")
+      result = measure(argv, workdir / "data_cache")
       row |= {f"{run}_{k}": v for k, v in result.items()}
       print(f"{size} pairs, {run}: first step {result['first_step_s']:.1f} s, peak RSS "
             f"{result['peak_rss_gib']:.2f} GiB, cache {result['cache_gib']:.3f} GiB "

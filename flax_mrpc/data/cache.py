@@ -26,6 +26,7 @@ evicted: remove the folder to reclaim the space.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -64,7 +65,14 @@ def summary(hits: dict[str, bool], folder: Path, seconds: float) -> str:
 
 
 def file_digest(path: Path) -> str:
-  """The sha256 of a file's bytes."""
+  """The sha256 of a file's bytes (read once per process while the file's
+  size and modification time stay the same)."""
+  status = Path(path).stat()
+  return _digest(str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
   with open(path, "rb") as f:
     return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -98,6 +106,26 @@ def entry_key(split_fingerprint: str, tokenizer_print: str, max_length: int, swa
   """The entry of one encoding of one split."""
   parts = [FORMAT_VERSION, split_fingerprint, tokenizer_print, max_length, swap, with_match_ids]
   return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def remembered(folder: Path | None, key: str, compute: Callable[[], Any]) -> Any:
+  """`compute()`, a JSON value, kept as `folder/KEY.json` so that a later
+  call with the same key reads it instead (no folder: computed each time).
+  Used for what a run learns from a whole file before encoding it (the
+  label names of the user's train file)."""
+  if folder is None:
+    return compute()
+  path = folder / f"{key}.json"
+  try:
+    return json.loads(path.read_text())["value"]
+  except (OSError, ValueError, KeyError):
+    pass
+  value = compute()
+  folder.mkdir(parents=True, exist_ok=True)
+  partial = path.with_name(f".{path.name}{_PARTIAL}{uuid.uuid4().hex[:8]}")
+  partial.write_text(json.dumps({"value": value}) + "\n")
+  partial.replace(path)
+  return value
 
 
 def _warn(message: str) -> None:

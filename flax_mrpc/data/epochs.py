@@ -17,8 +17,9 @@ class TrainEpochs:
 
   Padded (`batching`): every epoch has the same number of steps. Packed
   (`train.pack`, see `packing`): rows of `max_length` tokens, as many per
-  batch as hold `batch_size` pairs on average; the number of steps changes
-  a little from epoch to epoch with the packing.
+  batch as hold `batch_size` pairs on average; every epoch packs the same
+  lengths into the same number of rows (`packing.pack_rows`), so it too
+  has the same number of steps.
 
   Args:
     features: the train arrays of `tokenization.EncodedSplit.features`
@@ -38,8 +39,7 @@ class TrainEpochs:
     if train.pack:
       self.rows_per_batch = packing.rows_per_batch(self.lengths, self.row_length,
                                                    train.batch_size, train.seed)
-      self.steps = [batching.num_batches(len(self._rows(epoch)), self.rows_per_batch)
-                    for epoch in range(1, train.epochs + 1)]
+      self.steps = [batching.num_batches(len(self._rows(1)), self.rows_per_batch)] * train.epochs
     else:
       self.steps = [batching.num_batches(len(self.lengths), train.batch_size)] * train.epochs
 
@@ -69,8 +69,7 @@ class TrainEpochs:
 
   def describe(self) -> str:
     """One line for the log: steps per epoch and, packed, the batch layout."""
-    steps = (f"{self.steps[0]} steps per epoch" if len(set(self.steps)) == 1
-             else f"{min(self.steps)}-{max(self.steps)} steps per epoch")
+    steps = f"{self.steps[0]} steps per epoch"
     if not self.train.pack:
       return steps
     return (f"{steps}; packed: {self.rows_per_batch} rows of {self.row_length} tokens per "

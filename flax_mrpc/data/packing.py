@@ -25,6 +25,7 @@ over slots, so they stay exact.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 import numpy as np
@@ -40,6 +41,11 @@ def pack_rows(lengths: np.ndarray, order: np.ndarray, row_length: int,
   `order`'s order), each into the open row with the least room that still
   holds it, else into a new row; a row closes at `pairs_per_row` pairs.
 
+  Where each pair lands depends only on the sequence of lengths, longest
+  first, which every order of the same pairs shares: `best_fit_rows`
+  computes it once per set of lengths, and an order only decides which of
+  the equally long pairs takes which place.
+
   Args:
     lengths: [n] tokens per pair, each at most `row_length`.
     order: the pair indices to pack.
@@ -49,20 +55,40 @@ def pack_rows(lengths: np.ndarray, order: np.ndarray, row_length: int,
   if lengths.max(initial=0) > row_length:
     raise ValueError(f"a pair of {lengths.max()} tokens does not fit a row of {row_length}: "
                      "truncate the pairs to the row length first.")
-  rows: list[list[int]] = []
+  placed = order[np.argsort(-lengths[order], kind="stable")]
+  row_of = best_fit_rows(np.ascontiguousarray(lengths[placed], np.int64).tobytes(), row_length,
+                         pairs_per_row)
+  by_row = np.argsort(row_of, kind="stable")
+  return np.split(placed[by_row].astype(np.int64), np.cumsum(np.bincount(row_of))[:-1])
+
+
+@functools.lru_cache(maxsize=4)
+def best_fit_rows(descending_lengths: bytes, row_length: int, pairs_per_row: int) -> np.ndarray:
+  """[n] the row (numbered as opened) of each pair of `descending_lengths`
+  (int64 bytes, longest first) under best-fit decreasing. Open rows are
+  kept by free room, and a bit mask of the rooms that have one finds the
+  least room that still holds a pair without a scan."""
+  lengths = np.frombuffer(descending_lengths, np.int64)
+  row_of = np.empty(len(lengths), np.int64)
   open_by_room: list[list[int]] = [[] for _ in range(row_length + 1)]  # row ids by free tokens
-  for pair in order[np.argsort(-lengths[order], kind="stable")]:
-    length = int(lengths[pair])
-    room = next((r for r in range(length, row_length + 1) if open_by_room[r]), None)
-    if room is None:
-      row, room = len(rows), row_length
-      rows.append([])
-    else:
+  rooms_open = 0  # bit r is set while open_by_room[r] is not empty
+  pairs_in_row: list[int] = []
+  for pair, length in enumerate(lengths.tolist()):
+    fitting = rooms_open >> length
+    if fitting:
+      room = length + (fitting & -fitting).bit_length() - 1
       row = open_by_room[room].pop()
-    rows[row].append(int(pair))
-    if len(rows[row]) < pairs_per_row:
+      if not open_by_room[room]:
+        rooms_open &= ~(1 << room)
+    else:
+      row, room = len(pairs_in_row), row_length
+      pairs_in_row.append(0)
+    row_of[pair] = row
+    pairs_in_row[row] += 1
+    if pairs_in_row[row] < pairs_per_row:
       open_by_room[room - length].append(row)
-  return [np.array(row, np.int64) for row in rows]
+      rooms_open |= 1 << (room - length)
+  return row_of
 
 
 def epoch_rows(lengths: np.ndarray, row_length: int, seed: int, epoch: int) -> list[np.ndarray]:

@@ -106,16 +106,23 @@ def _sorted_labels(names: set[str]) -> tuple[str, ...]:
 
 def files_task(train_file: str, validation_file: str, test_file: str | None = None,
                columns: Sequence[str] = ("sentence1", "sentence2", "label"),
-               regression: bool = False, symmetric: bool = False) -> TaskConfig:
+               regression: bool = False, symmetric: bool = False,
+               cache_folder: Path | None = None) -> TaskConfig:
   """The task of the user's files: the train file's classes (sorted; two make
   a binary task whose positive class is the second) and GLUE's metrics for
   its kind (accuracy and F1, accuracy, or correlation for `regression`).
-  A train file with one class only is a DataError."""
-  problems: list[str] = []
-  names = {row.label for row in pair_files.iter_rows(train_file, columns, problems)}
-  if problems:
-    raise DataError(*tsv.capped(problems))
-  if None in names:
+  A train file with one class only is a DataError. With `cache_folder`
+  (the encoded-split cache), what the train file's whole-file read found
+  is kept there, by the file's digest, for the next run."""
+  train_path = Path(train_file)
+  if not train_path.is_file():
+    raise DataError(f"{train_path}: file not found. Pass a TSV, CSV or JSONL file with the "
+                    f"columns {', '.join(columns)}.")
+  key = _fingerprint("labels", cache.file_digest(train_path), train_path.suffix.lower(),
+                     list(columns))
+  found = cache.remembered(cache_folder, key, lambda: _label_names(train_path, columns))
+  names = set(found["names"])
+  if found["unlabelled"]:
     raise DataError(f"{train_file}:1: the train file needs a label column {columns[2]!r}; "
                     "name it with --columns SENTENCE1,SENTENCE2,LABEL.")
   labels = () if regression else _sorted_labels(names)
@@ -125,6 +132,16 @@ def files_task(train_file: str, validation_file: str, test_file: str | None = No
   metric = ("correlation" if regression else "accuracy_f1" if len(labels) == 2 else "accuracy")
   return TaskConfig("files", labels, metric, symmetric, str(train_file), str(validation_file),
                     None if test_file is None else str(test_file), tuple(columns))
+
+
+def _label_names(path: Path, columns: Sequence[str]) -> dict:
+  """{"names": the labels the file's pairs carry, "unlabelled": whether it
+  has no label column}, from a read that checks every line."""
+  problems: list[str] = []
+  names = {row.label for row in pair_files.iter_rows(path, columns, problems)}
+  if problems:
+    raise DataError(*tsv.capped(problems))
+  return {"names": sorted(names - {None}), "unlabelled": None in names}
 
 
 def _label_value(task: TaskConfig, text: str | None, where: str) -> tuple[int | float, str | None]:

@@ -8,6 +8,7 @@ loaded from a folder or hub name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 import itertools
@@ -143,14 +144,71 @@ def labelled(labels: np.ndarray) -> np.ndarray:
   return ~np.isnan(labels) if labels.dtype.kind == "f" else labels >= 0
 
 
-def _num_truncated(tokenizer: PreTrainedTokenizerBase, encoded, first: list[str],
-                   second: list[str], max_length: int) -> int:
-  """Pairs longer than `max_length` before truncation: a fast tokenizer's
-  encodings of the same call carry what truncation removed (`overflowing`);
-  other tokenizers are asked again without truncation."""
-  if encoded.encodings is not None:
-    return sum(bool(e.overflowing) for e in encoded.encodings)
-  return sum(len(ids) > max_length for ids in tokenizer(first, second)["input_ids"])
+@contextlib.contextmanager
+def _truncating(backend, max_length: int, direction: str):
+  """The fast tokenizer `backend` set to truncate pairs longest first to
+  `max_length` tokens, unpadded; its own settings restored after."""
+  truncation, padding = backend.truncation, backend.padding
+  backend.no_padding()
+  backend.enable_truncation(max_length, strategy="longest_first", direction=direction)
+  try:
+    yield backend
+  finally:
+    backend.no_truncation()
+    if truncation:
+      backend.enable_truncation(**truncation)
+    if padding:
+      backend.enable_padding(**padding)
+
+
+def _padded(rows: list[list[int]], lengths: np.ndarray, max_length: int, fill: int,
+            dtype) -> np.ndarray:
+  """[n, max_length] `rows` (of `lengths` entries) followed by `fill`."""
+  out = np.full((len(rows), max_length), fill, dtype)
+  out[np.arange(max_length) < lengths[:, None]] = np.fromiter(
+      itertools.chain.from_iterable(rows), dtype, int(lengths.sum()))
+  return out
+
+
+def _fast_tokens(tokenizer, first: list[str], second: list[str], max_length: int,
+                 with_special: bool) -> tuple[dict[str, np.ndarray], int]:
+  """A fast tokenizer's pair encodings, read straight off its Rust encodings
+  and padded here (on the right), which is what the transformers call gives
+  with padding="max_length", minus its Python lists of every padded row.
+  Truncation is counted from the same call: a truncated encoding keeps what
+  it cut in `overflowing`."""
+  with _truncating(tokenizer.backend_tokenizer, max_length, tokenizer.truncation_side) as backend:
+    encodings = backend.encode_batch_fast(list(zip(first, second)))
+  ids = [e.ids for e in encodings]
+  lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+  arrays = {
+      "input_ids": _padded(ids, lengths, max_length, tokenizer.pad_token_id,
+                           id_dtype(len(tokenizer))),
+      "token_type_ids": _padded([e.type_ids for e in encodings], lengths, max_length,
+                                tokenizer.pad_token_type_id, np.uint8),
+      "attention_mask": (np.arange(max_length) < lengths[:, None]).astype(np.uint8),
+  }
+  if with_special:
+    arrays["special_tokens_mask"] = _padded([e.special_tokens_mask for e in encodings], lengths,
+                                            max_length, 1, np.uint8)
+  return arrays, sum(bool(e.overflowing) for e in encodings)
+
+
+def _python_tokens(tokenizer, first: list[str], second: list[str], max_length: int,
+                   with_special: bool) -> tuple[dict[str, np.ndarray], int]:
+  """`_fast_tokens` of a tokenizer without a Rust backend, through its own
+  call; truncation is counted by encoding again without it."""
+  encoded = tokenizer(
+      first, second, truncation="longest_first", padding="max_length",
+      max_length=max_length, return_tensors="np", return_token_type_ids=True,
+      return_attention_mask=True, return_special_tokens_mask=with_special,
+  )
+  names = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask")
+  dtypes = (id_dtype(len(tokenizer)), np.uint8, np.uint8, np.uint8)
+  arrays = {name: encoded[name].astype(dtype) for name, dtype in zip(names, dtypes)
+            if name in encoded}
+  full = tokenizer(first, second)["input_ids"]
+  return arrays, sum(len(ids) > max_length for ids in full)
 
 
 def encode_pairs(
@@ -161,26 +219,24 @@ def encode_pairs(
     with_match_ids: bool = False,
 ) -> EncodedSplit:
   """Encodes each (sentence1, sentence2) pair, or (sentence2, sentence1) when
-  `swap`, into `max_length` tokens, in one call of the tokenizer (pass at
-  most a few thousand pairs; `encode_chunks` streams more). `match_ids`
-  are computed only `with_match_ids` (a model with `match_embedding`)."""
+  `swap`, into `max_length` tokens (`[CLS] sentence1 [SEP] sentence2 [SEP]`
+  in BERT's layout, truncated longest first, padded on the right), in one
+  call of the tokenizer: pass at most a few thousand pairs (`encode_chunks`
+  streams more). `match_ids` are computed only `with_match_ids` (a model
+  with `match_embedding`)."""
   first = [e.sentence2 if swap else e.sentence1 for e in examples]
   second = [e.sentence1 if swap else e.sentence2 for e in examples]
-  encoded = tokenizer(
-      first, second, truncation="longest_first", padding="max_length",
-      max_length=max_length, return_tensors="np", return_token_type_ids=True,
-      return_attention_mask=True, return_special_tokens_mask=with_match_ids,
-  )
-  input_ids = encoded["input_ids"]
+  tokens = _fast_tokens if getattr(tokenizer, "backend_tokenizer", None) else _python_tokens
+  arrays, num_truncated = tokens(tokenizer, first, second, max_length, with_match_ids)
   return EncodedSplit(
-      input_ids=input_ids.astype(id_dtype(len(tokenizer))),
-      token_type_ids=encoded["token_type_ids"].astype(np.uint8),
-      attention_mask=encoded["attention_mask"].astype(np.uint8),
-      match_ids=(exact_match_ids(input_ids, encoded["token_type_ids"],
-                                 encoded["special_tokens_mask"]) if with_match_ids else None),
+      input_ids=arrays["input_ids"],
+      token_type_ids=arrays["token_type_ids"],
+      attention_mask=arrays["attention_mask"],
+      match_ids=(exact_match_ids(arrays["input_ids"], arrays["token_type_ids"],
+                                 arrays["special_tokens_mask"]) if with_match_ids else None),
       labels=label_array([e.label for e in examples]),
       idx=np.array([e.idx for e in examples], np.int32),
-      num_truncated=_num_truncated(tokenizer, encoded, first, second, max_length),
+      num_truncated=num_truncated,
   )
 
 
