@@ -192,7 +192,7 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
   train = tokenization.concatenated(train_views) if tc.swap_augment else train_views[0]
   truncated = {"train": train_views[0].num_truncated,
                **{name: view[0].num_truncated for name, view in views.items()}}
-  hits = {"train": train_hit, **{name: hit for name, (_, hit) in found.items()}}
+  hits = {"train": None if subset else train_hit, **{name: hit for name, (_, hit) in found.items()}}
   log(cache.summary(hits, folder, time.time() - start))
   log(f"pairs: { {'train': len(train_views[0]), **{n: len(v[0]) for n, v in views.items()}} }; "
       f"longer than max_length {mc.max_length} (truncated): {truncated}")

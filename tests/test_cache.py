@@ -41,7 +41,8 @@ def source_of(path) -> tasks.SplitSource:
 
 
 class CountingCalls:
-  """Counts the calls of a tokenizer class's `__call__` (monkeypatched)."""
+  """Counts the encodings a tokenizer makes: calls of its `__call__` and of
+  its Rust backend's encode methods (both monkeypatched)."""
 
   def __init__(self, monkeypatch, tokenizer):
     self.count = 0
@@ -52,6 +53,20 @@ class CountingCalls:
       return call(*args, **kwargs)
 
     monkeypatch.setattr(type(tokenizer), "__call__", counted)
+    monkeypatch.setattr(tokenizer, "_tokenizer", CountingBackend(tokenizer._tokenizer, self))
+
+
+class CountingBackend:
+  """A tokenizers.Tokenizer whose encode calls are counted in `counter`."""
+
+  def __init__(self, backend, counter):
+    self._backend, self._counter = backend, counter
+
+  def __getattr__(self, name):
+    attribute = getattr(self._backend, name)
+    if name.startswith("encode"):
+      self._counter.count += 1
+    return attribute
 
 
 def views(folder, source, tokenizer, max_length=MAX_LENGTH, swaps=(False, True)):

@@ -142,6 +142,7 @@ def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tm
   _, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err
   assert f"resuming from the checkpoint at step {saved[-1]}" in err
+  assert "encoded splits: reused train, validation, test from the cache" in err
   _assert_same_run(tmp_path, reference)
 
 

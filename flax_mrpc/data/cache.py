@@ -55,12 +55,13 @@ def folder_for(workdir: str | os.PathLike, data_cache: str | os.PathLike | None)
   return Path(data_cache) if data_cache else Path(workdir) / WORKDIR_FOLDER
 
 
-def summary(hits: dict[str, bool], folder: Path, seconds: float) -> str:
-  """One log line: which splits the cache gave and which were encoded into it."""
-  reused = [name for name, hit in hits.items() if hit]
-  encoded = [name for name, hit in hits.items() if not hit]
-  parts = ([f"reused {', '.join(reused)} from the cache"] if reused else []) + (
-      [f"encoded and cached {', '.join(encoded)}"] if encoded else [])
+def summary(hits: dict[str, bool | None], folder: Path, seconds: float) -> str:
+  """One log line: which splits the cache gave (hit True), which were
+  encoded into it (False) and which were encoded in memory only (None)."""
+  kinds = {True: "reused {} from the cache", False: "encoded and cached {}",
+           None: "encoded {} in memory"}
+  parts = [text.format(", ".join(name for name, hit in hits.items() if hit is kind))
+           for kind, text in kinds.items() if kind in hits.values()]
   return f"encoded splits: {'; '.join(parts)} ({folder}, {seconds:.1f} s)"
 
 
