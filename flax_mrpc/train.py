@@ -88,14 +88,18 @@ def build_tokenizer(config: Config, train_sentences: Callable[[], Iterable[str]]
   return tokenizer
 
 
+def train_subset_rows(num_pairs: int, fraction: float, seed: int) -> np.ndarray:
+  """The indices of a random `fraction` of `num_pairs` train pairs (at
+  least one), in file order."""
+  count = max(1, round(fraction * num_pairs))
+  return np.sort(np.random.default_rng(seed).choice(num_pairs, count, replace=False))
+
+
 def train_subset(examples: list[Example], fraction: float, seed: int) -> list[Example]:
-  """A random `fraction` of the train pairs (at least one), in file order;
-  all of them when `fraction` is 1."""
+  """The pairs of `train_subset_rows`; all of them when `fraction` is 1."""
   if fraction >= 1.0:
     return examples
-  count = max(1, round(fraction * len(examples)))
-  keep = np.sort(np.random.default_rng(seed).choice(len(examples), count, replace=False))
-  return [examples[i] for i in keep]
+  return [examples[i] for i in train_subset_rows(len(examples), fraction, seed)]
 
 
 def predictions_header(task: TaskConfig) -> str:
@@ -158,16 +162,15 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
   the splits with it, through the encoded-split cache in
   `cache.folder_for(workdir, data_cache)`: a rerun, a resume or `evaluate` maps
   what an earlier run encoded. The main process learns a vocabulary, the
-  others read it back. A `train_fraction` below 1 encodes its share of the
-  train pairs in memory."""
+  others read it back. A `train_fraction` below 1 takes its share of the
+  encoded train pairs (`train_subset_rows`)."""
   tc, mc = config.train, config.model
   start = time.time()
   checkpoints = workdir / "checkpoints"
   resuming = checkpoints.is_dir() and any(checkpoints.iterdir())
-  subset = (train_subset(list(sources["train"].read()), tc.train_fraction, tc.seed)
-            if tc.train_fraction < 1 else None)
-  train_sentences = lambda: (s for e in (subset or sources["train"].read())
-                             for s in (e.sentence1, e.sentence2))
+  train_sentences = lambda: (
+      s for e in train_subset(list(sources["train"].read()), tc.train_fraction, tc.seed)
+      for s in (e.sentence1, e.sentence2))
   if parallel.is_main_process():
     tokenizer = build_tokenizer(config, train_sentences, workdir, resuming)
   parallel.barrier("tokenizer")
@@ -178,9 +181,6 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
   tokenizer_print = cache.tokenizer_fingerprint(tokenizer)
 
   def encoded(name: str, swaps: tuple[bool, ...]) -> tuple[list[tokenization.EncodedSplit], bool]:
-    if name == "train" and subset is not None:  # a share of the pairs, encoded in memory
-      return cache.encoded_views(None, "", lambda: iter(subset), tokenizer, mc.max_length,
-                                 swaps, mc.match_embedding)
     return cache.encoded_views(encoded_cache, sources[name].fingerprint, sources[name].read,
                                tokenizer, mc.max_length, swaps, mc.match_embedding,
                                tokenizer_print)
@@ -188,11 +188,14 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
   scored = (False, True) if config.symmetric_scoring else (False,)
   found = {name: encoded(name, scored) for name in sources if name != "train"}
   train_views, train_hit = encoded("train", (False, True) if tc.swap_augment else (False,))
+  if tc.train_fraction < 1:
+    keep = train_subset_rows(len(train_views[0]), tc.train_fraction, tc.seed)
+    train_views = [view.rows(keep) for view in train_views]
   views = {name: views for name, (views, _) in found.items()}
   train = tokenization.concatenated(train_views) if tc.swap_augment else train_views[0]
   truncated = {"train": train_views[0].num_truncated,
                **{name: view[0].num_truncated for name, view in views.items()}}
-  hits = {"train": None if subset else train_hit, **{name: hit for name, (_, hit) in found.items()}}
+  hits = {"train": train_hit, **{name: hit for name, (_, hit) in found.items()}}
   log(cache.summary(hits, folder, time.time() - start))
   log(f"pairs: { {'train': len(train_views[0]), **{n: len(v[0]) for n, v in views.items()}} }; "
       f"longer than max_length {mc.max_length} (truncated): {truncated}")

@@ -259,3 +259,13 @@ def test_vectorised_match_ids_and_one_pass_truncation_count(splits, tokenizer):
   assert any(len(ids) == 64 for ids in full["input_ids"])  # a full pair is not truncated
   assert 0 < split.num_truncated == expected < len(examples)
   assert split.match_ids is None and "match_ids" not in split.features()
+
+
+def test_a_share_of_the_pairs_is_the_encoding_of_that_share(splits, tokenizer):
+  examples = splits["train"][:300]
+  keep = np.array([3, 10, 11, 150, 299])
+  whole = tokenization.encode_pairs(tokenizer, examples, MAX_LENGTH, with_match_ids=True)
+  share = tokenization.encode_pairs(tokenizer, [examples[i] for i in keep], MAX_LENGTH,
+                                    with_match_ids=True)
+  assert_same_split(whole.rows(keep), share)
+  np.testing.assert_array_equal(whole.rows(keep).truncated, share.truncated)

@@ -2,8 +2,10 @@
 large-task sizes (QQP, MNLI: about 400k pairs) and beyond?
 
 Command: PYTHONPATH=. python experiments/benchmarks/data_scale.py --pretrained PATH \
-             [--sizes 10000 100000 400000 2000000] [--folder /tmp/data_scale] [--json FILE]
-Machine: a 2-core CPU takes about 15 minutes for the four sizes.
+             [--sizes 10000 100000 400000 2000000] [--folder /tmp/data_scale] \
+             [--baseline-tree DIR --baseline-sizes 400000] [--json FILE] [--plot FILE]
+Machine: a 2-core CPU takes about 20 minutes for the four sizes and one
+         baseline row.
 
 For each size N it writes QQP-shaped CSV files (`question1,question2,is_duplicate`):
 N training pairs and N / 10 validation pairs, each sentence drawn at random
@@ -18,8 +20,10 @@ training step has finished and reports:
   peak RSS GiB   the child's VmHWM (/proc/self/status) at that moment
   cache GiB      the size of the workdir's encoded-split cache on disk
 
-The table goes to stdout (markdown) and, with --json, to FILE; --plot
-writes size against seconds and GiB as a PNG.
+--baseline-tree DIR adds a cold row for each of --baseline-sizes run with
+the flax_mrpc of DIR (a checkout of an earlier commit) in the same run. The
+table goes to stdout (markdown) and, with --json, to FILE; --plot writes
+size against seconds and GiB as a PNG.
 """
 
 from __future__ import annotations
@@ -107,12 +111,13 @@ def folder_bytes(path: Path) -> int:
   return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
-def measure(argv: list[str], cache_dir: Path) -> dict[str, float]:
-  """Starts a child on `argv`; the seconds to its first step, its peak RSS
-  and the cache's size after it."""
+def measure(argv: list[str], cache_dir: Path, tree: str | None = None) -> dict[str, float]:
+  """Starts a child on `argv` (importing flax_mrpc from `tree` if given);
+  the seconds to its first step, its peak RSS and the cache's size after it."""
+  env = os.environ | {"TQDM_DISABLE": "1"} | ({"PYTHONPATH": tree} if tree else {})
   start = time.time()
   done = subprocess.run([sys.executable, __file__, CHILD_FLAG, *argv], capture_output=True,
-                        text=True, env=os.environ | {"TQDM_DISABLE": "1"})
+                        text=True, env=env)
   report = next((json.loads(line) for line in done.stdout.splitlines()
                  if line.startswith("{")), None)
   if report is None:
@@ -135,6 +140,8 @@ def main() -> None:
   parser.add_argument("--mrpc-dir", type=Path,
                       default=Path(os.environ.get("FLAX_MRPC_DATA_DIR", "../shared/data/mrpc")))
   parser.add_argument("--runs", nargs="+", default=["cold", "cached"])
+  parser.add_argument("--baseline-tree", help="a checkout whose flax_mrpc gives baseline rows")
+  parser.add_argument("--baseline-sizes", type=int, nargs="+", default=[400_000])
   parser.add_argument("--json", type=Path)
   parser.add_argument("--plot", type=Path)
   args = parser.parse_args()
@@ -153,10 +160,13 @@ def main() -> None:
             "--columns", "question1,question2,is_duplicate", "--symmetric", "--epochs", "1",
             "--pretrained", args.pretrained, "--workdir", str(workdir), "--overwrite"]
     row = {"pairs": size, "validation_pairs": size // 10}
-    for run in args.runs:
-      if run == "cold":
+    runs = [(run, None) for run in args.runs]
+    if args.baseline_tree and size in args.baseline_sizes:
+      runs.insert(0, ("baseline", args.baseline_tree))
+    for run, tree in runs:
+      if run in ("cold", "baseline"):
         subprocess.run(["rm", "-rf", str(workdir)], check=True)
-      result = measure(argv, workdir / "data_cache")
+      result = measure(argv, workdir / "data_cache", tree)
       row |= {f"{run}_{k}": v for k, v in result.items()}
       print(f"{size} pairs, {run}: first step {result['first_step_s']:.1f} s, peak RSS "
             f"{result['peak_rss_gib']:.2f} GiB, cache {result['cache_gib']:.3f} GiB "
@@ -165,6 +175,9 @@ def main() -> None:
   print("\n| train pairs | first step cold (s) | first step cached (s) | peak RSS cold (GiB) "
         "| peak RSS cached (GiB) | cache on disk (GiB) |\n| --- | --- | --- | --- | --- | --- |")
   for r in rows:
+    if "baseline_first_step_s" in r:
+      print(f"| {r['pairs']:,}, before the cache | {r['baseline_first_step_s']:.1f} | - "
+            f"| {r['baseline_peak_rss_gib']:.2f} | - | - |")
     print(f"| {r['pairs']:,} | {r.get('cold_first_step_s', float('nan')):.1f} "
           f"| {r.get('cached_first_step_s', float('nan')):.1f} "
           f"| {r.get('cold_peak_rss_gib', float('nan')):.2f} "
@@ -190,6 +203,12 @@ def plot(rows: list[dict], path: Path) -> None:
       memory.plot(sizes, [r[f"{run}_peak_rss_gib"] for r in rows], "o-", label=f"{run} peak RSS")
   memory.plot(sizes, [r.get("cached_cache_gib", r.get("cold_cache_gib")) for r in rows], "s--",
               label="cache on disk")
+  before = [r for r in rows if "baseline_first_step_s" in r]
+  if before:
+    seconds.plot([r["pairs"] for r in before], [r["baseline_first_step_s"] for r in before], "kx",
+                 markersize=9, label="before the cache")
+    memory.plot([r["pairs"] for r in before], [r["baseline_peak_rss_gib"] for r in before], "kx",
+                markersize=9, label="peak RSS before the cache")
   for axis, label in ((seconds, "seconds to the first step"), (memory, "GiB")):
     axis.set_xscale("log")
     axis.set_xlabel("training pairs (validation: a tenth more)")

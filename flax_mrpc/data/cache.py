@@ -45,7 +45,7 @@ from flax_mrpc.data.examples import Example
 
 FORMAT_VERSION = 1  # bump when what an entry holds or how it is encoded changes
 ARRAYS = ("input_ids", "token_type_ids", "attention_mask", "match_ids", "labels", "idx",
-          "lengths")
+          "lengths", "truncated")
 _PARTIAL = ".partial-"
 WORKDIR_FOLDER = "data_cache"  # a run's cache, unless --data-cache names a shared one
 
@@ -55,11 +55,9 @@ def folder_for(workdir: str | os.PathLike, data_cache: str | os.PathLike | None)
   return Path(data_cache) if data_cache else Path(workdir) / WORKDIR_FOLDER
 
 
-def summary(hits: dict[str, bool | None], folder: Path, seconds: float) -> str:
-  """One log line: which splits the cache gave (hit True), which were
-  encoded into it (False) and which were encoded in memory only (None)."""
-  kinds = {True: "reused {} from the cache", False: "encoded and cached {}",
-           None: "encoded {} in memory"}
+def summary(hits: dict[str, bool], folder: Path, seconds: float) -> str:
+  """One log line: which splits the cache gave and which were encoded into it."""
+  kinds = {True: "reused {} from the cache", False: "encoded and cached {}"}
   parts = [text.format(", ".join(name for name, hit in hits.items() if hit is kind))
            for kind, text in kinds.items() if kind in hits.values()]
   return f"encoded splits: {'; '.join(parts)} ({folder}, {seconds:.1f} s)"

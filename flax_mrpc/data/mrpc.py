@@ -102,15 +102,21 @@ def _split_by_dev_ids(rows: list[_Row], dev_ids: list[tuple[str, str]], ids_path
   return [r for r in rows if (r.id1, r.id2) not in dev], [r for r in rows if (r.id1, r.id2) in dev]
 
 
+def require_folder(data_dir: str | os.PathLike) -> Path:
+  """`data_dir` as a Path; a DataError when it is not a folder."""
+  d = Path(data_dir)
+  if not d.is_dir():
+    raise DataError(f"{d}: not a folder. Pass --data-dir (or FLAX_MRPC_DATA_DIR) pointing "
+                    "at a folder with the MRPC files.")
+  return d
+
+
 def load_splits(data_dir: str | os.PathLike) -> dict[str, list[Example]]:
   """Reads the three MRPC splits from a folder of original or GLUE-style files.
 
   Returns {"train": [...], "validation": [...], "test": [...]}.
   """
-  d = Path(data_dir)
-  if not d.is_dir():
-    raise DataError(f"{d}: not a folder. Pass --data-dir (or FLAX_MRPC_DATA_DIR) pointing "
-                    "at a folder with the MRPC files.")
+  d = require_folder(data_dir)
   if (d / "train.tsv").is_file():
     train, validation = _read_table(d / "train.tsv"), _read_table(d / "dev.tsv")
   else:

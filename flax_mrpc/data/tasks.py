@@ -281,7 +281,9 @@ def _loaded_at_once(task: TaskConfig, load_all: Callable[[], dict[str, list[Exam
 
 
 def _folder_digests(folder: Path) -> list[tuple[str, str]]:
-  return [(path.name, cache.file_digest(path)) for path in sorted(folder.iterdir())
+  """The digests of a data folder's text files (a DataError if it is no folder)."""
+  files = sorted(mrpc.require_folder(folder).iterdir())
+  return [(path.name, cache.file_digest(path)) for path in files
           if path.is_file() and path.suffix in (".txt", ".tsv")]
 
 

@@ -82,8 +82,9 @@ class EncodedSplit:
   match embedding; `labels` [n] int32 class indices (float32 scores for
   regression); `idx` [n] int32; `lengths` [n] int32 real tokens per pair
   (computed from the mask when not given). `num_truncated` pairs were
-  longer than max_length before truncation. Batches widen the token arrays
-  to int32 (`batching.widened`). The arrays may be memory-mapped (`data.cache`)."""
+  longer than max_length before truncation; `truncated` [n] uint8 marks
+  which (None where unknown). Batches widen the token arrays to int32
+  (`batching.widened`). The arrays may be memory-mapped (`data.cache`)."""
 
   input_ids: np.ndarray
   token_type_ids: np.ndarray
@@ -93,6 +94,7 @@ class EncodedSplit:
   idx: np.ndarray
   num_truncated: int
   lengths: np.ndarray = None
+  truncated: np.ndarray | None = None
 
   def __post_init__(self):
     if self.lengths is None:
@@ -101,6 +103,16 @@ class EncodedSplit:
 
   def __len__(self) -> int:
     return len(self.labels)
+
+  def rows(self, keep: np.ndarray) -> EncodedSplit:
+    """The pairs at the indices `keep`, in that order, in memory."""
+    if self.truncated is None:
+      raise ValueError("this split does not record which pairs were truncated.")
+    arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+              if f.name != "num_truncated"}
+    return EncodedSplit(**{name: None if array is None else np.asarray(array[keep])
+                           for name, array in arrays.items()},
+                        num_truncated=int(self.truncated[keep].sum()))
 
   def features(self) -> dict[str, np.ndarray]:
     """The arrays a batch carries: ids, segments, mask, match ids (when
@@ -171,12 +183,12 @@ def _padded(rows: list[list[int]], lengths: np.ndarray, max_length: int, fill: i
 
 
 def _fast_tokens(tokenizer, first: list[str], second: list[str], max_length: int,
-                 with_special: bool) -> tuple[dict[str, np.ndarray], int]:
+                 with_special: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
   """A fast tokenizer's pair encodings, read straight off its Rust encodings
   and padded here (on the right), which is what the transformers call gives
   with padding="max_length", minus its Python lists of every padded row.
-  Truncation is counted from the same call: a truncated encoding keeps what
-  it cut in `overflowing`."""
+  Returns the arrays and [n] uint8 flags of the pairs truncation cut, read
+  from the same call: a truncated encoding keeps what it cut in `overflowing`."""
   with _truncating(tokenizer.backend_tokenizer, max_length, tokenizer.truncation_side) as backend:
     encodings = backend.encode_batch_fast(list(zip(first, second)))
   ids = [e.ids for e in encodings]
@@ -191,11 +203,11 @@ def _fast_tokens(tokenizer, first: list[str], second: list[str], max_length: int
   if with_special:
     arrays["special_tokens_mask"] = _padded([e.special_tokens_mask for e in encodings], lengths,
                                             max_length, 1, np.uint8)
-  return arrays, sum(bool(e.overflowing) for e in encodings)
+  return arrays, np.fromiter((bool(e.overflowing) for e in encodings), np.uint8, len(encodings))
 
 
 def _python_tokens(tokenizer, first: list[str], second: list[str], max_length: int,
-                   with_special: bool) -> tuple[dict[str, np.ndarray], int]:
+                   with_special: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
   """`_fast_tokens` of a tokenizer without a Rust backend, through its own
   call; truncation is counted by encoding again without it."""
   encoded = tokenizer(
@@ -208,7 +220,7 @@ def _python_tokens(tokenizer, first: list[str], second: list[str], max_length: i
   arrays = {name: encoded[name].astype(dtype) for name, dtype in zip(names, dtypes)
             if name in encoded}
   full = tokenizer(first, second)["input_ids"]
-  return arrays, sum(len(ids) > max_length for ids in full)
+  return arrays, np.array([len(ids) > max_length for ids in full], np.uint8)
 
 
 def encode_pairs(
@@ -227,7 +239,7 @@ def encode_pairs(
   first = [e.sentence2 if swap else e.sentence1 for e in examples]
   second = [e.sentence1 if swap else e.sentence2 for e in examples]
   tokens = _fast_tokens if getattr(tokenizer, "backend_tokenizer", None) else _python_tokens
-  arrays, num_truncated = tokens(tokenizer, first, second, max_length, with_match_ids)
+  arrays, truncated = tokens(tokenizer, first, second, max_length, with_match_ids)
   return EncodedSplit(
       input_ids=arrays["input_ids"],
       token_type_ids=arrays["token_type_ids"],
@@ -236,7 +248,8 @@ def encode_pairs(
                                  arrays["special_tokens_mask"]) if with_match_ids else None),
       labels=label_array([e.label for e in examples]),
       idx=np.array([e.idx for e in examples], np.int32),
-      num_truncated=num_truncated,
+      num_truncated=int(truncated.sum()),
+      truncated=truncated,
   )
 
 
@@ -280,6 +293,6 @@ def concatenated(parts: Sequence[EncodedSplit]) -> EncodedSplit:
     return None if arrays[0] is None else np.concatenate(arrays)
 
   names = ("input_ids", "token_type_ids", "attention_mask", "match_ids", "labels", "idx",
-           "lengths")
+           "lengths", "truncated")
   return EncodedSplit(**{name: joined(name) for name in names},
                       num_truncated=sum(p.num_truncated for p in parts))
