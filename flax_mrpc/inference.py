@@ -54,6 +54,30 @@ class TrainedModel:
                               self.config.train.pad_multiple, self.config.train.pack)
 
 
+# Reads of a workdir that a run is training in: each may meet a checkpoint
+# the run removes meanwhile (it keeps the best and the last few).
+READ_ATTEMPTS = 3
+
+
+def _best_checkpoint(workdir: Path, task: str | None):
+  """(the newest checkpoint's meta, the run's Config, the model's graphdef,
+  the best epoch's parameters)."""
+  checkpointer = Checkpointer(workdir / "checkpoints")
+  try:
+    meta = checkpointer.latest_meta()
+    if meta is None or meta["best"] is None:
+      raise CheckpointError(f"{workdir} has no checkpoint of a finished epoch yet.")
+    config = Config.from_dict(meta["config"])
+    if task is not None and task != config.task.task:
+      raise CheckpointError(f"{workdir} trained on task {config.task.task!r}, not {task!r}: "
+                            "leave out --task (a workdir knows its own) or pass its own.")
+    graphdef, params = nnx.split(PairClassifier(config.model, rngs=nnx.Rngs(0)))
+    return meta, config, graphdef, checkpointer.restore_params(params, config.train,
+                                                                meta["best"]["step"])
+  finally:
+    checkpointer.close()
+
+
 def load_trained(workdir: str | Path, task: str | None = None) -> TrainedModel:
   """The model of `workdir`'s best validation epoch, with its tokenizer. It
   only reads, so the workdir may be training in another process. A `task`
@@ -65,19 +89,13 @@ def load_trained(workdir: str | Path, task: str | None = None) -> TrainedModel:
                           "--workdir DIR.")
   if not (workdir / "checkpoints").is_dir():
     raise CheckpointError(f"{workdir} has no checkpoints/: pass the --workdir of a training run.")
-  checkpointer = Checkpointer(workdir / "checkpoints")
-  try:
-    meta = checkpointer.latest_meta()
-    if meta is None or meta["best"] is None:
-      raise CheckpointError(f"{workdir} has no checkpoint of a finished epoch yet.")
-    config = Config.from_dict(meta["config"])
-    if task is not None and task != config.task.task:
-      raise CheckpointError(f"{workdir} trained on task {config.task.task!r}, not {task!r}: "
-                            "leave out --task (a workdir knows its own) or pass its own.")
-    graphdef, params = nnx.split(PairClassifier(config.model, rngs=nnx.Rngs(0)))
-    params = checkpointer.restore_params(params, config.train, meta["best"]["step"])
-  finally:
-    checkpointer.close()
+  for attempt in range(READ_ATTEMPTS):
+    try:
+      meta, config, graphdef, params = _best_checkpoint(workdir, task)
+      break
+    except FileNotFoundError:  # a run training there removed a checkpoint as it was read
+      if attempt == READ_ATTEMPTS - 1:
+        raise
   tc = config.train
   source = str(workdir / "tokenizer") if tc.tokenizer == "train" else tc.tokenizer
   tokenizer = tokenization.load_tokenizer(source, tc.lowercase)

@@ -129,7 +129,8 @@ def test_a_truncated_file_is_rebuilt_with_one_warning(pair_file, tokenizer, tmp_
   rebuilt, hit = views(folder, source, tokenizer, swaps=(False,))
   warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
   assert not hit
-  assert len(warnings) == 1 and warnings[0].startswith("warning:") and "input_ids.bin" in warnings[0]
+  assert len(warnings) == 1 and warnings[0].startswith("warning:")
+  assert "input_ids.bin" in warnings[0]
   assert_same_split(rebuilt[0], expected)
   assert views(folder, source, tokenizer, swaps=(False,))[1]
 
