@@ -251,7 +251,7 @@ def _alive(pid: int) -> bool:
 
 
 def encoded_views(
-    cache: EncodedCache | None,
+    cache: EncodedCache,
     split_fingerprint: str,
     examples: Callable[[], Iterator[Example]],
     tokenizer,
@@ -262,7 +262,7 @@ def encoded_views(
 ) -> tuple[list[tokenization.EncodedSplit], bool]:
   """One split's encodings, one per order in `swaps`, and whether they all
   came from the cache. Missing entries are built from one read of
-  `examples()`; with no cache, the encodings are built in memory.
+  `examples()`.
 
   Args:
     split_fingerprint: what the split's pairs and labels depend on (its
@@ -270,9 +270,6 @@ def encoded_views(
     examples: a fresh iterator over the split's pairs, in order.
     tokenizer_print: `tokenizer_fingerprint(tokenizer)`, if already known.
   """
-  if cache is None:
-    return tokenization.encode_in_memory(tokenizer, examples(), max_length, swaps,
-                                         with_match_ids), False
   tokenizer_print = tokenizer_print or tokenizer_fingerprint(tokenizer)
   keys = [entry_key(split_fingerprint, tokenizer_print, max_length, swap, with_match_ids)
           for swap in swaps]

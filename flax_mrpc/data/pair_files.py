@@ -140,15 +140,22 @@ def _jsonl_rows(path: Path, columns: Sequence[str], problems: list[str]) -> Iter
       yield row
 
 
+def require_file(path: str | Path, columns: Sequence[str]) -> Path:
+  """`path` as a Path; a DataError naming the file and the columns it
+  needs when it does not exist."""
+  path = Path(path)
+  if not path.is_file():
+    raise DataError(f"{path}: file not found. Pass a TSV, CSV or JSONL file with the columns "
+                    f"{', '.join(columns)}.")
+  return path
+
+
 def iter_rows(path: str | Path, columns: Sequence[str], problems: list[str]) -> Iterator[Row]:
   """Streams the good pairs of `path`, whose header (or JSON keys) holds
   `columns` (sentence1, sentence2, label names), appending one
   `FILE:LINE: problem` to `problems` per bad line; a missing file, an
   unknown type, a bad header or a file with no pairs is a DataError."""
-  path = Path(path)
-  if not path.is_file():
-    raise DataError(f"{path}: file not found. Pass a TSV, CSV or JSONL file with the columns "
-                    f"{', '.join(columns)}.")
+  path = require_file(path, columns)
   reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format(path)]
   count = 0
   for row in reader(path, columns, problems):

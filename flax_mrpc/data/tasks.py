@@ -114,10 +114,7 @@ def files_task(train_file: str, validation_file: str, test_file: str | None = No
   A train file with one class only is a DataError. With `cache_folder`
   (the encoded-split cache), what the train file's whole-file read found
   is kept there, by the file's digest, for the next run."""
-  train_path = Path(train_file)
-  if not train_path.is_file():
-    raise DataError(f"{train_path}: file not found. Pass a TSV, CSV or JSONL file with the "
-                    f"columns {', '.join(columns)}.")
+  train_path = pair_files.require_file(train_file, columns)
   key = _fingerprint("labels", cache.file_digest(train_path), train_path.suffix.lower(),
                      list(columns))
   found = cache.remembered(cache_folder, key, lambda: _label_names(train_path, columns))
@@ -203,9 +200,7 @@ def _fingerprint(*parts: object) -> str:
 
 def _file_split(task: TaskConfig, path: Path, columns: Sequence[str],
                 labelled: bool) -> SplitSource:
-  if not path.is_file():
-    raise DataError(f"{path}: file not found. Pass a TSV, CSV or JSONL file with the columns "
-                    f"{', '.join(columns)}.")
+  pair_files.require_file(path, columns)
   print_ = _fingerprint(cache.file_digest(path), pair_files.file_format(path), list(columns),
                         task.labels, task.outputs, labelled)
   return SplitSource(print_, lambda: _stream_examples(task, path, columns, labelled))
