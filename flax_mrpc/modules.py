@@ -410,12 +410,22 @@ class EncoderLayer(nnx.Module):
     return self.output_norm(x + drop(self._feed_forward(x)))
 
 
+def _run_layer(layer: EncoderLayer, x: jax.Array, attention_mask: jax.Array,
+               rngs: nnx.Rngs | None, query_positions: jax.Array | None,
+               relative: jax.Array | None, positions: jax.Array | None) -> jax.Array:
+  """`layer(x, ...)` as a function of all its inputs, for `nnx.remat`."""
+  return layer(x, attention_mask, rngs=rngs, query_positions=query_positions,
+               relative=relative, positions=positions)
+
+
 class Encoder(nnx.Module):
   """`PreProcess` (projected to d_model when the embeddings are narrower, as
   in ELECTRA) then `num_layers` encoder layers (and a final LayerNorm when
-  pre-LN)."""
+  pre-LN). With `config.remat` each layer's activations are recomputed in
+  the backward pass rather than kept."""
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.remat = config.remat
     self.embeddings = PreProcess(config, rngs=rngs)
     self.embeddings_project = (_linear(config.embedding_width, config.d_model, config, rngs)
                                if config.embedding_width != config.d_model else None)
@@ -455,10 +465,11 @@ class Encoder(nnx.Module):
     if self.relative_embeddings is not None:
       relative = self.relative_embeddings.embedding.get_value().astype(x.dtype)
       relative = self.relative_norm(relative) if self.relative_norm is not None else relative
+    run_layer = nnx.remat(_run_layer) if self.remat else _run_layer
     for i, layer in enumerate(self.layers):
       last = i == len(self.layers) - 1
-      x = layer(x, attention_mask, rngs=rngs, query_positions=query_positions if last else None,
-                relative=relative, positions=positions)
+      x = run_layer(layer, x, attention_mask, rngs, query_positions if last else None,
+                    relative, positions)
     if self.final_norm is not None:
       x = self.final_norm(x)
     return x

@@ -14,8 +14,9 @@ workdir: `results.json`, `metrics.jsonl` (one object per epoch),
 checkpoints in `checkpoints/` and, with tensorboardX installed, TensorBoard
 event files in `tensorboard/`. Rerunning the same command resumes from the
 latest checkpoint; SIGTERM/SIGINT save one and exit with status 75. One
-run at a time holds a workdir (`training.workdir`); flags, the workdir and the
-memory a config needs are checked before any work. With
+run at a time holds a workdir (`training.workdir`); flags and the workdir are
+checked before any work, and the memory a step needs per device (XLA's
+analysis, `training.memory`) before the model is built. With
 several processes (`--multi-host`), process 0 writes these files, the
 workdir must be a folder every process sees, and a SIGTERM to any process
 stops them all at one agreed step (JAX's preemption service).
@@ -238,13 +239,13 @@ def train_and_evaluate(
   encoder is first pretrained in `workdir/pretrain` (`training.pretraining`),
   once: a rerun finds it there.
 
-  Before any work it refuses (ValueError) a config that cannot fit in
-  memory, a workdir it cannot write, and one another run holds
-  (`WorkdirBusy`). Raises `Preempted` after saving a checkpoint when
+  Before any work it refuses a workdir it cannot write and one another run
+  holds (`WorkdirBusy`); once the splits are encoded, and before the model
+  is built, a config whose step cannot fit one device (ValueError naming a
+  change that fits, `memory.checked_runner`). Raises `Preempted` after saving a checkpoint when
   SIGTERM/SIGINT arrives.
   """
   workdir = Path(workdir)
-  memory.check_fits(config.model, config.train.batch_size)
   with held_workdir(workdir):
     clear_finished_run(workdir, overwrite, OUTPUTS)
     sources = tasks.split_sources(config.task, data_source, data_dir)
@@ -256,6 +257,21 @@ def train_and_evaluate(
                       keep_checkpoints, parallel_mode, data_cache)
 
 
+def _checked_runner(config: Config, parallel_mode: str, train_epochs: TrainEpochs,
+                    tx) -> tuple[parallel.DataParallel, memory.Need]:
+  """The run's compiled steps, checked to fit one device before the model is
+  built (`memory.checked_runner`, on its largest batch)."""
+  tc = config.train
+  graphdef, params = memory.abstract_model(config.model)
+  make_runner = lambda mode: parallel.DataParallel(
+      mode, graphdef, tx, steps.PairLoss(tc.pos_weight, config.task.outputs),
+      evaluate=functools.partial(steps.eval_step, outputs=config.task.outputs),
+      accumulate_steps=tc.accumulate_steps)
+  state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
+  batch = memory.largest_batch(next(iter(train_epochs.batches(1))), config.model.max_length)
+  return memory.checked_runner(config, parallel_mode, make_runner, state, batch)
+
+
 def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSource],
                progress: bool, checkpoint_every_steps: int | None, keep_checkpoints: int,
                parallel_mode: str, data_cache: str | Path | None) -> dict[str, Any]:
@@ -264,13 +280,15 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
   tc, pair_task = config.train, config.task
   start = time.time()
   encoded = encode_splits(config, workdir, sources, data_cache)
-  graphdef, params = nnx.split(initial_model(config, workdir))
-  train_epochs = TrainEpochs(encoded.train.features(), tc, parallel.device_count(parallel_mode),
+  train_epochs = TrainEpochs(encoded.train.features(), tc,
+                             parallel.device_count(parallel_mode) * tc.accumulate_steps,
                              encoded.train.lengths)
   tx = make_optimizer(tc, train_epochs.total_steps)
-  runner = parallel.DataParallel(
-      parallel_mode, graphdef, tx, steps.PairLoss(tc.pos_weight, pair_task.outputs),
-      evaluate=functools.partial(steps.eval_step, outputs=pair_task.outputs))
+  runner, need = _checked_runner(config, parallel_mode, train_epochs, tx)
+  log(f"memory: {need.describe()} to train")
+  parallel_mode = runner.mode
+  with parallel.initialisation_device(parallel_mode):
+    params = nnx.state(initial_model(config, workdir))
   # Whole eval batches split evenly over the devices (no padding rows mid-split).
   eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   log(f"model: {steps.param_count(params):,} parameters; {train_epochs.describe()}; "
@@ -297,11 +315,13 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
       patience=tc.patience)
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
   try:
-    template = steps.TrainState.create(params, tx)
+    with parallel.initialisation_device(parallel_mode):
+      template = steps.TrainState.create(params, tx)
     loop, _ = run_epochs(task, template, config, workdir, checkpointer, progress,
                          checkpoint_every_steps)
     best = loop.best
-    best_params = runner.put_params(checkpointer.restore(best["step"], template).state.params)
+    best_params = runner.put_params(
+        checkpointer.restore(best["step"], runner.restore_target(template)).state.params)
   finally:
     checkpointer.close()
 
@@ -322,6 +342,7 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
       "num_parameters": steps.param_count(params),
       "num_truncated": encoded.truncated,
       "tokenizer_vocab_size": len(encoded.tokenizer),
+      "memory": need.record() | {"device_peak_gib": memory.device_peak_gib()},
       "wall_time_s": time.time() - start,  # fine-tuning; pretraining's is in its own results
       "pretrain_wall_time_s": (pretrained_encoder.results(workdir / pretraining.CACHE)["wall_time_s"]
                                if config.pretrain.pretrain_epochs else None),

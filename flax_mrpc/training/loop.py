@@ -165,12 +165,14 @@ def _count_finished(bar: tqdm, step_metrics: dict[str, jax.Array] | None) -> Non
     bar.update()
 
 
-def _resume(checkpointer: Checkpointer, state: steps.TrainState, config: Config,
-            epochs: TrainEpochs, workdir: Path) -> tuple[steps.TrainState, LoopPosition]:
-  """The latest checkpoint's state and loop position, checked against this
-  run's configuration; a fresh position when there is none."""
+def _resume(checkpointer: Checkpointer, state: steps.TrainState, runner: parallel.DataParallel,
+            config: Config, epochs: TrainEpochs,
+            workdir: Path) -> tuple[steps.TrainState, LoopPosition]:
+  """The latest checkpoint's state (read in `runner`'s layout) and loop
+  position, checked against this run's configuration; `state` and a fresh
+  position when there is none."""
   loop = LoopPosition(config.to_dict())
-  restored = checkpointer.restore_latest(state)
+  restored = checkpointer.restore_latest(runner.restore_target(state))
   if restored is None:
     return state, loop
   saved = Config.from_dict(restored.meta["config"]).to_dict()  # new fields at defaults
@@ -203,7 +205,7 @@ def run_epochs(task: Task, state: steps.TrainState, config: Config, workdir: Pat
   runner, epochs = task.runner, task.epochs
   tensorboard = EpochLogger(workdir / "tensorboard" if main else None)
   try:
-    state, loop = _resume(checkpointer, state, config, epochs, workdir)
+    state, loop = _resume(checkpointer, state, runner, config, epochs, workdir)
     state = runner.put_state(state)
     if main:
       with open(workdir / "metrics.jsonl", "w") as f:

@@ -45,7 +45,7 @@ def pretrain(config: Config, workdir: str | Path, data_dir: str | Path | None = 
   pretraining is refused unless `overwrite`."""
   workdir = Path(workdir)
   config = pretraining_config(config)
-  memory.check_fits(config.model, config.train.batch_size)
+  memory.check_lower_bound(config.model, config.train.batch_size)
   with held_workdir(workdir):
     clear_finished_run(workdir, overwrite, OUTPUTS)
     splits = tasks.load(config.task, data_source, data_dir)
@@ -132,11 +132,14 @@ def _run(config: Config, workdir: Path, splits: dict[str, list[Example]], progre
       f"({config.pretrain.corpus or 'MRPC train sentences'}); held out: "
       f"{len(heldout['input_ids'])} MRPC validation pairs")
 
-  graphdef, params = nnx.split(MaskedLM(mc, rngs=nnx.Rngs(params=tc.seed)))
-  epochs = _masked_epochs(features, config, tokenizer, parallel.device_count(parallel_mode))
+  with parallel.initialisation_device(parallel_mode):
+    graphdef, params = nnx.split(MaskedLM(mc, rngs=nnx.Rngs(params=tc.seed)))
+  epochs = _masked_epochs(features, config, tokenizer,
+                          parallel.device_count(parallel_mode) * tc.accumulate_steps)
   tx = make_optimizer(tc, epochs.total_steps)
   runner = parallel.DataParallel(parallel_mode, graphdef, tx, steps.MaskedLMLoss(),
-                                 evaluate=steps.masked_lm_eval_step)
+                                 evaluate=steps.masked_lm_eval_step,
+                                 accumulate_steps=tc.accumulate_steps)
   heldout_masked = heldout_batches(epochs, heldout, tc.seed)
   log(f"masked LM: {steps.param_count(params):,} parameters; {epochs.describe()}; "
       f"parallel: {runner.mode} over {runner.num_devices} device(s)")
@@ -150,8 +153,10 @@ def _run(config: Config, workdir: Path, splits: dict[str, list[Example]], progre
                                f"accuracy {metrics['heldout']['accuracy']:.4f}"))
   checkpointer = Checkpointer(workdir / "checkpoints", keep_checkpoints)
   try:
-    loop, _ = run_epochs(task, steps.TrainState.create(params, tx), config, workdir,
-                         checkpointer, progress, checkpoint_every_steps)
+    with parallel.initialisation_device(parallel_mode):
+      state = steps.TrainState.create(params, tx)
+    loop, _ = run_epochs(task, state, config, workdir, checkpointer, progress,
+                         checkpoint_every_steps)
   finally:
     checkpointer.close()
   results = write_results(workdir, {

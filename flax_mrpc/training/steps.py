@@ -138,6 +138,7 @@ def train_step(
     loss: Loss,
     partitionable_bits: bool = True,
     axis_name: str | None = None,
+    accumulate_steps: int = 1,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on the weighted mean loss of `batch`.
 
@@ -154,6 +155,10 @@ def train_step(
     partitionable_bits: the dropout masks' threefry layout (see
       `partitionable_bits_by_default`).
     axis_name: the pmap axis to sum gradients over; None elsewhere.
+    accumulate_steps: K > 1 splits the batch's rows (a multiple of K) into K
+      micro-batches, rows k, k + K, k + 2K, ..., and sums their loss sums,
+      counts and gradients in a `lax.scan` before the one update; micro-batch
+      k's dropout key folds in k.
   Returns:
     The new state and {"loss_sum", "count"}: the weighted loss sum and the
     number of real pairs (or predicted tokens), summed over devices.
@@ -162,11 +167,17 @@ def train_step(
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
 
-  def loss_sum_fn(params):
-    return loss(nnx.merge(graphdef, params), batch, nnx.Rngs(dropout=rng))
+  def sums(micro_batch, micro_rng):
+    """(loss sum, count), gradients of the loss sum."""
+    loss_sum_fn = lambda params: loss(nnx.merge(graphdef, params), micro_batch,
+                                      nnx.Rngs(dropout=micro_rng))
+    return jax.value_and_grad(loss_sum_fn, has_aux=True)(state.params)
 
   with jax.threefry_partitionable(partitionable_bits):
-    (loss_sum, count), grads = jax.value_and_grad(loss_sum_fn, has_aux=True)(state.params)
+    if accumulate_steps == 1:
+      (loss_sum, count), grads = sums(batch, rng)
+    else:
+      (loss_sum, count), grads = _accumulated(sums, batch, rng, accumulate_steps)
   if axis_name is not None:
     loss_sum, grads, count = jax.lax.psum((loss_sum, grads, count), axis_name)
   grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
@@ -174,6 +185,27 @@ def train_step(
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, {"loss_sum": loss_sum, "count": count}
+
+
+def _accumulated(sums, batch: Batch, rng: jax.Array, accumulate_steps: int):
+  """The sums of `sums(micro_batch, key)` over the K = `accumulate_steps`
+  strided micro-batches of `batch` (see `train_step`)."""
+  rows = jax.tree.leaves(batch)[0].shape[0]
+  if rows % accumulate_steps:
+    raise ValueError(f"a batch of {rows} rows does not split into {accumulate_steps} "
+                     "micro-batches: build batches with rows_multiple a multiple of it.")
+  micro_batches = jax.tree.map(
+      lambda x: x.reshape(rows // accumulate_steps, accumulate_steps, *x.shape[1:]).swapaxes(0, 1),
+      batch)
+
+  def add_micro_batch(total, k_and_micro_batch):
+    k, micro_batch = k_and_micro_batch
+    return jax.tree.map(jnp.add, total, sums(micro_batch, jax.random.fold_in(rng, k))), None
+
+  shapes = jax.eval_shape(sums, jax.tree.map(lambda x: x[0], micro_batches), rng)
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+  total, _ = jax.lax.scan(add_micro_batch, zeros, (jnp.arange(accumulate_steps), micro_batches))
+  return total
 
 
 def eval_step(params: nnx.State, batch: Batch, *, graphdef: nnx.GraphDef,
