@@ -100,7 +100,9 @@ def add_config_arguments(parser: argparse.ArgumentParser,
   common.add_argument("--seed", type=int, metavar="N", help="random seed (init, dropout, shuffling)")
   common.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                       help="change any field of flax_mrpc/config.py, e.g. --set d_model=256 "
-                           "(repeatable)")
+                           "(repeatable); for a model larger than memory allows: --set "
+                           "remat=true (recompute each layer in the backward pass), --set "
+                           "accumulate_steps=K (K micro-batches per optimizer step)")
   common.add_argument("--data-dir", default=None, metavar="DIR",
                       help="folder with the MRPC files, for offline use (default: "
                            "$FLAX_MRPC_DATA_DIR, else download into the user cache)")
@@ -181,9 +183,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
   more.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   devices = parser.add_argument_group("several devices and hosts")
   devices.add_argument("--parallel", default="auto", choices=parallel.MODES,
-                       help="data parallelism over the devices: jit over a device mesh "
-                            "(sharding), pmap, or one device (none); auto: sharding when "
-                            "there are several devices (default: %(default)s)")
+                       help="how the devices share the work: jit over a device mesh with the "
+                            "state replicated (sharding) or sharded over the devices (fsdp: "
+                            "parameters, gradients and AdamW moments, for models larger than "
+                            "one device), pmap, or one device (none); auto: sharding when there "
+                            "are several devices, fsdp when the replicated state would not fit "
+                            "(default: %(default)s)")
   devices.add_argument("--multi-host", action="store_true",
                        help="one of several processes (hosts of a TPU VM pod slice, GPU "
                             "hosts): run the same command on every host; JAX detects TPU pods "

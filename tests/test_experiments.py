@@ -153,8 +153,12 @@ def test_gpu_suite_rehearsal_writes_every_record(mrpc_dir, tmp_path):
   repair = json.loads((tmp_path / "seed_repair.json").read_text())
   assert [(r["variant"], r["seed"]) for r in repair["records"]] == [
       ("seed as described", 0), ("attention mask", 0)]
+  large = json.loads((tmp_path / "large_model.json").read_text())
+  assert [(r["model"], r["remat"], r["fits"]) for r in large] == [
+      ("bert-base", True, True), ("bert-base", False, True)]
+  assert all(r["examples_per_s"] > 0 and r["needed_gib"] > 0 for r in large)
   table = proc.stdout.splitlines()
-  assert table[0].startswith("throughput ") and "seed_repair " in table[0]
+  assert table[0].startswith("throughput ") and "large_model " in table[0]
   assert sum(line.split()[:2] in (["seed", "float32"], ["bert-base", "bfloat16"])
              for line in table) == 8
 

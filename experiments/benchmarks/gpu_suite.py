@@ -1,5 +1,6 @@
 """All the accelerator evidence in one prepared run: throughput against
-PyTorch with MFU, the finetune preset's step time, and the seed_repair study.
+PyTorch with MFU, the finetune preset's step time, the seed_repair study,
+and the largest encoder that trains on the card.
 
 Command, on one H100/H200 (the device image as it is, nothing to install):
     PYTHONUNBUFFERED=1 PYTHONPATH=. python experiments/benchmarks/gpu_suite.py \
@@ -32,6 +33,10 @@ a stage that hangs cannot take the next one's time:
      at a time sharing the card (XLA_PYTHON_CLIENT_PREALLOCATE=false), then
      --collect -> OUT/seed_repair.json. A run the time limit cuts short is
      left out of that file and named.
+  4. large_model_step.py: the largest of LARGE_MODELS whose bfloat16 step
+     with remat fits the card (32 pairs of 512 tokens; XLA's analysis decides,
+     largest first), with remat and then without: examples/s, XLA's figure
+     and the card's peak memory -> OUT/large_model.json.
 It prints a table of every row last; each stage's output goes to
 OUT/suite.log. Afterwards, on any machine: copy OUT/*.json to
 experiments/results/gpu/ (seed_repair.json to experiments/results/studies/)
@@ -52,7 +57,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENTS = HERE.parent
-STAGE_LIMIT_S = {"throughput": 210, "finetune": 70, "seed_repair": 200}
+STAGE_LIMIT_S = {"throughput": 180, "finetune": 60, "seed_repair": 150, "large_model": 90}
+# The large_model stage's candidates, largest first (large_models.MODELS).
+LARGE_MODELS = ("eurobert-2.1b", "xlm-r-large", "deberta-v3-large", "bert-base")
 SMOKE_LIMIT_S = 600  # per stage with --smoke: a loaded 2-core CPU, where nothing is timed
 SEED_REPAIR_PROCESSES = 12
 SEEDS = (0, 1, 2)
@@ -191,7 +198,32 @@ def seed_repair(stage: Stage, out: Path, workdirs: Path, data_dir: str,
   return records
 
 
-def table(throughput_records, finetune_records, repair_records) -> str:
+def large_model_step(stage: Stage, out: Path, model: str, remat: bool, smoke: bool) -> dict | None:
+  """One run of large_model_step.py: its record, or None when it failed or ran out of time."""
+  part = out / "large_model_part.json"
+  part.unlink(missing_ok=True)
+  stage.run(str(HERE / "large_model_step.py"), "--model", model, "--json", str(part),
+            *(["--remat"] if remat else []), *(["--smoke", "--steps", "2"] if smoke else []))
+  return json.loads(part.read_text()) if part.is_file() else None
+
+
+def large_model(stage: Stage, out: Path, smoke: bool) -> list[dict]:
+  """Stage 4: for the largest model whose step fits with remat (the smallest,
+  at smoke size, with --smoke), its records with and without remat; before
+  it, the records of the larger ones that did not fit."""
+  records = []
+  for model in LARGE_MODELS[-1:] if smoke else LARGE_MODELS:
+    with_remat = large_model_step(stage, out, model, True, smoke)
+    records += [with_remat] if with_remat else []
+    if with_remat and with_remat["fits"]:
+      without = large_model_step(stage, out, model, False, smoke)
+      records += [without] if without else []
+      break
+  (out / "large_model.json").write_text(json.dumps(records, indent=1) + "\n")
+  return records
+
+
+def table(throughput_records, finetune_records, repair_records, large_records) -> str:
   lines = [f"{'model':9} {'dtype':8} {'batch':>5} {'run':32} {'ex/s':>9} {'vs torch':>8} "
            f"{'MFU':>6}"]
   torch_rate = {(r["model"], r["dtype"], r["batch"]): r["examples_per_s"]
@@ -213,6 +245,13 @@ def table(throughput_records, finetune_records, repair_records) -> str:
   for r in repair_records:
     lines.append(f"{r['variant']:44} {r['seed']:4} {r['validation']['accuracy']:7.4f} "
                  f"{r['test']['accuracy']:8.4f} {r['test']['f1']:7.4f}")
+  lines.append("")
+  lines.append(f"{'large model, bf16':22} {'remat':>5} {'XLA GiB':>8} {'peak GiB':>8} {'ex/s':>7}")
+  for r in large_records:
+    peak = "" if r.get("device_peak_gib") is None else f"{r['device_peak_gib']:8.2f}"
+    rate = f"{r['examples_per_s']:7.1f}" if r["fits"] else "does not fit"
+    lines.append(f"{r['model']:22} {'on' if r['remat'] else 'off':>5} {r['needed_gib']:8.2f} "
+                 f"{peak:>8} {rate:>7}")
   return "\n".join(lines)
 
 
@@ -254,8 +293,10 @@ def main() -> None:
     repair_records = seed_repair(start("seed_repair"), args.out, args.workdirs, args.data_dir,
                                  args.smoke)
     end("seed_repair")
+    large_records = large_model(start("large_model"), args.out, args.smoke)
+    end("large_model")
   print(" ".join(f"{name} {s:.0f} s" for name, s in seconds.items()))
-  print(table(throughput_records, finetune_records, repair_records))
+  print(table(throughput_records, finetune_records, repair_records, large_records))
 
 
 if __name__ == "__main__":
