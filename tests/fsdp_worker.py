@@ -1,7 +1,8 @@
 """Runs fsdp on 4 fake CPU devices and writes what test_fsdp.py checks to
 the .npz named by argv[1]: fsdp's and sharding's parameters after the same
 packed steps, the shard shapes of fsdp's state, a run resumed from an fsdp
-checkpoint beside the uninterrupted one, and a `train` workdir in argv[2]
+checkpoint beside the uninterrupted one, what `--parallel auto` picks for a
+model too large to replicate, and a `train` workdir in argv[2]
 (MRPC from argv[3]). A subprocess, because the device count is fixed when
 jax starts."""
 
@@ -17,7 +18,7 @@ from flax import nnx  # noqa: E402
 from flax_mrpc import train  # noqa: E402
 from flax_mrpc.config import ModelConfig, TrainConfig, get_preset  # noqa: E402
 from flax_mrpc.modules import PairClassifier  # noqa: E402
-from flax_mrpc.training import steps  # noqa: E402
+from flax_mrpc.training import memory, steps  # noqa: E402
 from flax_mrpc.training.checkpoint import Checkpointer  # noqa: E402
 from flax_mrpc.training.optimizer import make_optimizer  # noqa: E402
 from flax_mrpc.training.parallel import DataParallel, initialisation_device  # noqa: E402
@@ -85,6 +86,25 @@ def resumed(folder: str) -> dict[str, np.ndarray]:
           **{f"restored {k}": v for k, v in restored_shards.items()}}
 
 
+def auto_mode() -> dict[str, np.ndarray]:
+  """What `--parallel auto` picks for a model whose state outweighs its
+  activations when one device holds less than the replicated step needs
+  but more than fsdp's, and the two figures."""
+  config = get_preset("tiny").replace(vocab_size=8192, d_model=64, d_ff=128, max_length=16,
+                                      batch_size=4)
+  graphdef, params = memory.abstract_model(config.model)
+  tx = make_optimizer(config.train, 10)
+  state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
+  batch = memory.abstract_batch(config, 4)
+  make_runner = lambda mode: DataParallel(mode, graphdef, tx, steps.PairLoss())
+  needs = {mode: memory.step_need(config, make_runner(mode), state, batch).bytes_per_device
+           for mode in ("sharding", "fsdp")}
+  memory.available_bytes = lambda: (needs["sharding"] + needs["fsdp"]) // 2
+  runner, _ = memory.checked_runner(config, "auto", make_runner, state, batch)
+  return {"auto picks": np.array(runner.mode), **{f"need {k}": np.array(v)
+                                                   for k, v in needs.items()}}
+
+
 if __name__ == "__main__":
   assert jax.device_count() == 4
   out, workdir, mrpc_dir = sys.argv[1:4]
@@ -95,6 +115,7 @@ if __name__ == "__main__":
     if mode == "fsdp":
       results |= shard_shapes(state)
   results |= resumed(os.path.join(os.path.dirname(out), "checkpoints"))
+  results |= auto_mode()
   config = get_preset("tiny").replace(d_model=64, d_ff=128, epochs=1, train_fraction=0.25)
   train.train_and_evaluate(config, workdir, data_dir=mrpc_dir, progress=False,
                            parallel_mode="fsdp")

@@ -77,6 +77,12 @@ def test_an_fsdp_checkpoint_resumes_bitwise_in_its_shards(fsdp):
     np.testing.assert_array_equal(restored[f"shards {key}"], pieces, err_msg=key)
 
 
+def test_auto_picks_fsdp_when_the_replicated_state_would_not_fit(fsdp):
+  results, _, _ = fsdp
+  assert results["need fsdp"] < results["need sharding"]
+  assert str(results["auto picks"]) == "fsdp"
+
+
 def test_an_fsdp_workdir_is_scored_on_one_device(fsdp, splits):
   _, workdir, log = fsdp
   assert "parallel: fsdp over 4 device(s)" in log

@@ -2,7 +2,8 @@
 which layout makes it fit a 16 GiB TPU v5e chip, a 24 GiB GPU or an 80 GiB H100?
 
 Command: PYTHONPATH=. python experiments/benchmarks/memory_plan.py \
-             [--models bert-base deberta-v3-large ...] [--json FILE]
+             [--models bert-base deberta-v3-large ...] [--devices 1 8] \
+             [--remat off on] [--accumulate 1 4] [--json FILE]
 Machine: any CPU; it runs with 8 fake CPU devices
          (--xla_force_host_platform_device_count=8) and allocates no
          weights. On a 2-core CPU the 60 compilations take about an hour.
@@ -48,18 +49,22 @@ from large_models import BATCH_SIZE, MAX_LENGTH, MODELS, model_config  # noqa: E
 DEVICE_MEMORY_GIB = {"v5e 16": 16, "24": 24, "H100 80": 80}
 
 
-def layouts():
+def layouts(device_counts=(1, 8), remats=(False, True), accumulates=(1, 4)):
   """(devices, --parallel mode, remat, accumulate_steps) of every row."""
-  for devices, modes in ((1, ("none",)), (8, ("sharding", "fsdp"))):
-    for mode in modes:
-      for remat in (False, True):
-        for accumulate in (1, 4):
+  for devices in device_counts:
+    for mode in ("none",) if devices == 1 else ("sharding", "fsdp"):
+      for remat in remats:
+        for accumulate in accumulates:
           yield devices, mode, remat, accumulate
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+  parser.add_argument("--devices", nargs="+", type=int, default=[1, 8], choices=[1, 8])
+  parser.add_argument("--remat", nargs="+", default=["off", "on"], choices=["off", "on"])
+  parser.add_argument("--accumulate", nargs="+", type=int, default=[1, 4],
+                      help="micro-batches per step of 32 pairs (default: 1 4)")
   parser.add_argument("--json", type=Path, help="write the rows here as they are measured")
   args = parser.parse_args()
   assert jax.device_count() == 8, "run with 8 CPU devices (set before jax starts)"
@@ -70,7 +75,8 @@ def main() -> None:
   for name in args.models:
     config = model_config(name)
     parameters = memory.parameter_count(config.model)
-    for devices, mode, remat, accumulate in layouts():
+    for devices, mode, remat, accumulate in layouts(
+        args.devices, [r == "on" for r in args.remat], args.accumulate):
       changed = config.replace(remat=remat, accumulate_steps=accumulate)
       start = time.time()
       need = memory.need(changed, mode)

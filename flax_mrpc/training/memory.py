@@ -17,7 +17,12 @@ replicated state would not fit. The step it compiled is the one the run
 then uses for batches of that shape.
 
 `training_bytes`, a lower bound by formula, stands in where a backend gives
-no analysis, and for pretraining's masked-LM step.
+no analysis.
+
+XLA:CPU undoes `remat` (it expands jax.checkpoint's optimization barriers and
+CSE merges the recomputation back), so on the CPU remat saves nothing unless
+XLA_FLAGS holds --xla_disable_hlo_passes=cse_barrier_expander; the GPU and
+TPU compilers keep it.
 """
 
 from __future__ import annotations
@@ -90,9 +95,10 @@ def abstract_batch(config: Config, rows: int) -> dict[str, jax.ShapeDtypeStruct]
   return batch
 
 
-def abstract_model(model: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
-  """`PairClassifier(model)`'s graphdef and parameter shapes (nothing allocated)."""
-  return nnx.split(nnx.eval_shape(lambda: PairClassifier(model, rngs=nnx.Rngs(0))))
+def abstract_model(model: ModelConfig,
+                   module: type[nnx.Module] = PairClassifier) -> tuple[nnx.GraphDef, nnx.State]:
+  """`module(model)`'s graphdef and parameter shapes (nothing allocated)."""
+  return nnx.split(nnx.eval_shape(lambda: module(model, rngs=nnx.Rngs(0))))
 
 
 def largest_batch(first: dict[str, np.ndarray], max_length: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -214,24 +220,12 @@ def fitting_change(config: Config, mode: str) -> str | None:
   return None
 
 
-def check_lower_bound(model: ModelConfig, batch_size: int) -> None:
-  """Raises ValueError when `training_bytes` of `model` on batches of
-  `batch_size` pairs, split over the devices, exceeds one device's memory
-  (pretraining's check: its masked-LM step is not analysed)."""
-  rows = -(-batch_size // jax.device_count())
-  needed, available = training_bytes(model, rows), available_bytes()
-  if available is not None and needed > available:
-    raise ValueError(
-        f"max_length {model.max_length} with batch_size {batch_size} ({rows} rows per device), "
-        f"{model.num_layers} layer(s) of width {model.d_model}, needs at least "
-        f"{needed / GIB:,.1f} GiB to train; {jax.local_devices()[0].platform} device 0 has "
-        f"{available / GIB:,.1f} GiB available. Lower max_length or --batch-size.")
-
-
 def checked_runner(config: Config, mode: str, make_runner: Callable[[str], parallel.DataParallel],
                    state, batch: dict[str, Any]) -> tuple[parallel.DataParallel, Need]:
   """The run's `make_runner(mode)` with its train step compiled for `state`
   and its largest `batch` (shapes), and what that step needs per device.
+  `config` names the changes that would fit (`fitting_change`: measured on
+  the pair classifier's step).
   Under `auto` on several devices, fsdp's runner when the replicated state
   would not fit. Raises ValueError, naming a change that fits, when the
   step needs more than one device has."""

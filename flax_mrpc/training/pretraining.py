@@ -45,7 +45,6 @@ def pretrain(config: Config, workdir: str | Path, data_dir: str | Path | None = 
   pretraining is refused unless `overwrite`."""
   workdir = Path(workdir)
   config = pretraining_config(config)
-  memory.check_lower_bound(config.model, config.train.batch_size)
   with held_workdir(workdir):
     clear_finished_run(workdir, overwrite, OUTPUTS)
     splits = tasks.load(config.task, data_source, data_dir)
@@ -132,14 +131,21 @@ def _run(config: Config, workdir: Path, splits: dict[str, list[Example]], progre
       f"({config.pretrain.corpus or 'MRPC train sentences'}); held out: "
       f"{len(heldout['input_ids'])} MRPC validation pairs")
 
-  with parallel.initialisation_device(parallel_mode):
-    graphdef, params = nnx.split(MaskedLM(mc, rngs=nnx.Rngs(params=tc.seed)))
   epochs = _masked_epochs(features, config, tokenizer,
                           parallel.device_count(parallel_mode) * tc.accumulate_steps)
   tx = make_optimizer(tc, epochs.total_steps)
-  runner = parallel.DataParallel(parallel_mode, graphdef, tx, steps.MaskedLMLoss(),
-                                 evaluate=steps.masked_lm_eval_step,
-                                 accumulate_steps=tc.accumulate_steps)
+  graphdef, abstract_params = memory.abstract_model(mc, MaskedLM)
+  make_runner = lambda mode: parallel.DataParallel(
+      mode, graphdef, tx, steps.MaskedLMLoss(), evaluate=steps.masked_lm_eval_step,
+      accumulate_steps=tc.accumulate_steps)
+  runner, need = memory.checked_runner(
+      config, parallel_mode, make_runner,
+      jax.eval_shape(lambda p: steps.TrainState.create(p, tx), abstract_params),
+      memory.largest_batch(next(iter(epochs.batches(1))), mc.max_length))
+  log(f"memory: {need.describe()} to pretrain")
+  parallel_mode = runner.mode
+  with parallel.initialisation_device(parallel_mode):
+    params = nnx.state(MaskedLM(mc, rngs=nnx.Rngs(params=tc.seed)))
   heldout_masked = heldout_batches(epochs, heldout, tc.seed)
   log(f"masked LM: {steps.param_count(params):,} parameters; {epochs.describe()}; "
       f"parallel: {runner.mode} over {runner.num_devices} device(s)")
@@ -167,6 +173,7 @@ def _run(config: Config, workdir: Path, splits: dict[str, list[Example]], progre
       "heldout": loop.history[-1]["heldout"],
       "num_parameters": steps.param_count(params),
       "tokenizer_vocab_size": len(tokenizer),
+      "memory": need.record() | {"device_peak_gib": memory.device_peak_gib()},
       "wall_time_s": time.time() - start,
   })
   log(f"pretraining done: {results['steps']} steps, held-out masked-token accuracy "
