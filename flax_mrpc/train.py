@@ -242,8 +242,8 @@ def train_and_evaluate(
   Before any work it refuses a workdir it cannot write and one another run
   holds (`WorkdirBusy`); once the splits are encoded, and before the model
   is built, a config whose step cannot fit one device (ValueError naming a
-  change that fits, `memory.checked_runner`). Raises `Preempted` after saving a checkpoint when
-  SIGTERM/SIGINT arrives.
+  change that fits, `memory.checked_runner`). Raises `Preempted` after
+  saving a checkpoint when SIGTERM/SIGINT arrives.
   """
   workdir = Path(workdir)
   with held_workdir(workdir):

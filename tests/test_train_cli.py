@@ -26,7 +26,7 @@ def _cli(*args, data_dir):
 # Runs the CLI as `python -m flax_mrpc.train` does, on a Python without torch.
 WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; "
                  "runpy.run_module('flax_mrpc.train', run_name='__main__', alter_sys=True)")
-OUR_LINES = ("encoded splits: ", "pairs: ", "model: ", "epoch ", "best epoch ")
+OUR_LINES = ("encoded splits: ", "pairs: ", "memory: ", "model: ", "epoch ", "best epoch ")
 
 
 @pytest.fixture(scope="module")

@@ -203,7 +203,7 @@ def large_model_step(stage: Stage, out: Path, model: str, remat: bool, smoke: bo
   part = out / "large_model_part.json"
   part.unlink(missing_ok=True)
   stage.run(str(HERE / "large_model_step.py"), "--model", model, "--json", str(part),
-            *(["--remat"] if remat else []), *(["--smoke", "--steps", "2"] if smoke else []))
+            *(["--remat"] if remat else []), *(["--smoke", "--steps", "1"] if smoke else []))
   return json.loads(part.read_text()) if part.is_file() else None
 
 

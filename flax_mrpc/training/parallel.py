@@ -155,7 +155,7 @@ class DataParallel:
     train = functools.partial(steps.train_step, graphdef=graphdef, tx=tx, loss=loss,
                               partitionable_bits=partitionable_bits,
                               accumulate_steps=accumulate_steps)
-    self._one_device_train = train
+    self._step = train  # unjitted, for fsdp's shardings and pmap's one-device lowering
     self._compiled = {}  # batch layout -> the step `compile_train_step` compiled for it
     evaluate = functools.partial(evaluate, graphdef=graphdef)
     self._eval = jax.jit(evaluate)
@@ -171,7 +171,7 @@ class DataParallel:
       self._eval = jax.jit(evaluate, in_shardings=(self._replicated, self._rows),
                            out_shardings=self._replicated)
     elif self.mode == "fsdp":  # compiled at the first step, for that state's shardings
-      self._fsdp_train, self._train = train, None
+      self._train = None
       self._eval = jax.jit(evaluate, out_shardings=self._replicated)
     else:
       self._train = jax.pmap(functools.partial(train, axis_name=_AXIS), axis_name=_AXIS,
@@ -192,7 +192,7 @@ class DataParallel:
     if self.mode == "pmap":
       rows = jax.tree.leaves(batch)[0].shape[0] // self.num_devices
       batch = {k: jax.ShapeDtypeStruct((rows, *v.shape[1:]), v.dtype) for k, v in batch.items()}
-      return jax.jit(self._one_device_train).lower(state, batch, key).compile()
+      return jax.jit(self._step).lower(state, batch, key).compile()
     if self._train is None:
       self._train = self.fsdp_step(state)
     compiled = self._train.lower(state, batch, key).compile()
@@ -203,7 +203,7 @@ class DataParallel:
     """The jitted fsdp train step of states shaped as `state` (arrays or
     `jax.ShapeDtypeStruct`s), whose shards stay where `state_shardings` puts them."""
     shardings = self.state_shardings(state)
-    return jax.jit(self._fsdp_train, in_shardings=(shardings, self._rows, self._replicated),
+    return jax.jit(self._step, in_shardings=(shardings, self._rows, self._replicated),
                    out_shardings=(shardings, self._replicated), donate_argnums=0)
 
   def _place(self, tree, shardings):
