@@ -1,10 +1,10 @@
 """Runs fsdp on 4 fake CPU devices and writes what test_fsdp.py checks to
 the .npz named by argv[1]: fsdp's and sharding's parameters after the same
-packed steps, the shard shapes of fsdp's state, a run resumed from an fsdp
-checkpoint beside the uninterrupted one, what `--parallel auto` picks for a
-model too large to replicate, and a `train` workdir in argv[2]
-(MRPC from argv[3]). A subprocess, because the device count is fixed when
-jax starts."""
+packed steps (and fsdp's with 2 micro-batches per step), the shard shapes of
+fsdp's state, a run resumed from an fsdp checkpoint beside the
+uninterrupted one, what `--parallel auto` picks for a model too large to
+replicate, and a `train` workdir in argv[2] (MRPC from argv[3]). A
+subprocess, because the device count is fixed when jax starts."""
 
 import os
 import sys
@@ -29,16 +29,19 @@ MODEL = ModelConfig(vocab_size=128, max_length=16, d_model=64, num_heads=4, d_ff
                     num_layers=2, dropout=0.0, attention_dropout=0.0)
 
 
-def start(mode: str, model: ModelConfig = MODEL):
+def start(mode: str, model: ModelConfig = MODEL, accumulate_steps: int = 1):
   with initialisation_device(mode):
     graphdef, params = nnx.split(PairClassifier(model, rngs=nnx.Rngs(0)))
     tx = make_optimizer(TrainConfig(learning_rate=1e-3, warmup_fraction=0.0), 100)
     state = steps.TrainState.create(params, tx)
-  return DataParallel(mode, graphdef, tx, loss=steps.PairLoss()), state
+  runner = DataParallel(mode, graphdef, tx, loss=steps.PairLoss(),
+                        accumulate_steps=accumulate_steps)
+  return runner, state
 
 
-def batches():
-  return [batch for epoch in range(2) for batch in epoch_batches(split(), epoch, True, 4)]
+def batches(rows_multiple: int = 4):
+  return [batch for epoch in range(2)
+          for batch in epoch_batches(split(), epoch, True, rows_multiple)]
 
 
 def leaves(tree, prefix: str) -> dict[str, np.ndarray]:
@@ -46,10 +49,10 @@ def leaves(tree, prefix: str) -> dict[str, np.ndarray]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def train_steps(mode: str) -> tuple[DataParallel, steps.TrainState]:
-  runner, state = start(mode)
+def train_steps(mode: str, accumulate_steps: int = 1) -> tuple[DataParallel, steps.TrainState]:
+  runner, state = start(mode, accumulate_steps=accumulate_steps)
   state = runner.put_state(state)
-  for batch in batches():
+  for batch in batches(runner.rows_multiple):
     state, _ = runner.train_step(state, batch, jax.random.key(1))
   return runner, state
 
@@ -114,6 +117,8 @@ if __name__ == "__main__":
     results |= leaves(state.params, mode)
     if mode == "fsdp":
       results |= shard_shapes(state)
+  _, state = train_steps("fsdp", accumulate_steps=2)
+  results |= leaves(state.params, "fsdp+accumulate")
   results |= resumed(os.path.join(os.path.dirname(out), "checkpoints"))
   results |= auto_mode()
   config = get_preset("tiny").replace(d_model=64, d_ff=128, epochs=1, train_fraction=0.25)

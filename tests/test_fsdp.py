@@ -40,6 +40,14 @@ def test_fsdp_trains_the_parameters_that_sharding_trains(fsdp):
     np.testing.assert_allclose(sharded[key], value, atol=1e-5, err_msg=key)
 
 
+def test_fsdp_with_micro_batches_equals_the_whole_batches(fsdp):
+  results, _, _ = fsdp
+  accumulated, whole = _group(results, "fsdp+accumulate"), _group(results, "fsdp")
+  assert accumulated.keys() == whole.keys()
+  for key, value in whole.items():
+    np.testing.assert_allclose(accumulated[key], value, atol=1e-5, err_msg=key)
+
+
 def _shards_against_full_shapes(results, prefix="shards"):
   """(name, [devices, ndim] piece shapes, the full array's shape) of every
   parameter and AdamW moment."""
