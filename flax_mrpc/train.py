@@ -262,14 +262,13 @@ def _checked_runner(config: Config, parallel_mode: str, train_epochs: TrainEpoch
   """The run's compiled steps, checked to fit one device before the model is
   built (`memory.checked_runner`, on its largest batch)."""
   tc = config.train
-  graphdef, params = memory.abstract_model(config.model)
+  graphdef, state = memory.abstract_train_state(config.model, tx)
   make_runner = lambda mode: parallel.DataParallel(
       mode, graphdef, tx, steps.PairLoss(tc.pos_weight, config.task.outputs),
       evaluate=functools.partial(steps.eval_step, outputs=config.task.outputs),
       accumulate_steps=tc.accumulate_steps)
-  state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
-  batch = memory.largest_batch(next(iter(train_epochs.batches(1))), config.model.max_length)
-  return memory.checked_runner(config, parallel_mode, make_runner, state, batch)
+  return memory.checked_runner(config, parallel_mode, make_runner, state,
+                               next(iter(train_epochs.batches(1))))
 
 
 def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSource],

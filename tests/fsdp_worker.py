@@ -95,9 +95,8 @@ def auto_mode() -> dict[str, np.ndarray]:
   but more than fsdp's, and the two figures."""
   config = get_preset("tiny").replace(vocab_size=8192, d_model=64, d_ff=128, max_length=16,
                                       batch_size=4)
-  graphdef, params = memory.abstract_model(config.model)
   tx = make_optimizer(config.train, 10)
-  state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
+  graphdef, state = memory.abstract_train_state(config.model, tx)
   batch = memory.abstract_batch(config, 4)
   make_runner = lambda mode: DataParallel(mode, graphdef, tx, steps.PairLoss())
   needs = {mode: memory.step_need(config, make_runner(mode), state, batch).bytes_per_device

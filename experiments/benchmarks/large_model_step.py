@@ -16,7 +16,6 @@ bfloat16 compute, 32 pairs of 512 tokens per step.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -68,10 +67,9 @@ def main() -> int:
   args = parser.parse_args()
   config = configuration(args.model, args.remat, args.smoke)
   tc = config.train
-  graphdef, abstract_params = memory.abstract_model(config.model)
   tx = make_optimizer(tc, args.steps + 1)
+  graphdef, abstract_state = memory.abstract_train_state(config.model, tx)
   runner = parallel.DataParallel("none", graphdef, tx, steps.PairLoss())
-  abstract_state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), abstract_params)
   batch = random_batch(config, tc.batch_size)
   start = time.time()
   need = memory.step_need(config, runner, abstract_state, batch)

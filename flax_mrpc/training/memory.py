@@ -95,10 +95,12 @@ def abstract_batch(config: Config, rows: int) -> dict[str, jax.ShapeDtypeStruct]
   return batch
 
 
-def abstract_model(model: ModelConfig,
-                   module: type[nnx.Module] = PairClassifier) -> tuple[nnx.GraphDef, nnx.State]:
-  """`module(model)`'s graphdef and parameter shapes (nothing allocated)."""
-  return nnx.split(nnx.eval_shape(lambda: module(model, rngs=nnx.Rngs(0))))
+def abstract_train_state(model: ModelConfig, tx, module: type[nnx.Module] = PairClassifier
+                         ) -> tuple[nnx.GraphDef, steps.TrainState]:
+  """`module(model)`'s graphdef and the shapes of its TrainState under the
+  optimizer `tx` (nothing allocated)."""
+  graphdef, params = nnx.split(nnx.eval_shape(lambda: module(model, rngs=nnx.Rngs(0))))
+  return graphdef, jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
 
 
 def largest_batch(first: dict[str, np.ndarray], max_length: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -173,9 +175,8 @@ def step_need(config: Config, runner: parallel.DataParallel, state,
 def need(config: Config, mode: str) -> Need:
   """`Need` of training `config` in `mode` (one of `parallel.MODES`) on its
   largest padded batch: `batch_size` pairs of `max_length` tokens."""
-  graphdef, params = abstract_model(config.model)
   tx = make_optimizer(config.train, 1)
-  state = jax.eval_shape(lambda p: steps.TrainState.create(p, tx), params)
+  graphdef, state = abstract_train_state(config.model, tx)
   runner = parallel.DataParallel(mode, graphdef, tx,
                                  steps.PairLoss(config.train.pos_weight, config.task.outputs),
                                  accumulate_steps=config.train.accumulate_steps)
@@ -221,14 +222,16 @@ def fitting_change(config: Config, mode: str) -> str | None:
 
 
 def checked_runner(config: Config, mode: str, make_runner: Callable[[str], parallel.DataParallel],
-                   state, batch: dict[str, Any]) -> tuple[parallel.DataParallel, Need]:
+                   state, first_batch: dict[str, np.ndarray]
+                   ) -> tuple[parallel.DataParallel, Need]:
   """The run's `make_runner(mode)` with its train step compiled for `state`
-  and its largest `batch` (shapes), and what that step needs per device.
-  `config` names the changes that would fit (`fitting_change`: measured on
-  the pair classifier's step).
-  Under `auto` on several devices, fsdp's runner when the replicated state
-  would not fit. Raises ValueError, naming a change that fits, when the
-  step needs more than one device has."""
+  (shapes) and the run's largest batch (`largest_batch` of its
+  `first_batch`), and what that step needs per device. `config` names the
+  changes that would fit (`fitting_change`: measured on the pair
+  classifier's step). Under `auto` on several devices, fsdp's runner when
+  the replicated state would not fit. Raises ValueError, naming a change
+  that fits, when the step needs more than one device has."""
+  batch = largest_batch(first_batch, config.model.max_length)
   runner = make_runner(mode)
   found = step_need(config, runner, state, batch)
   if not found.fits and mode == "auto" and jax.device_count() > 1:

@@ -134,14 +134,12 @@ def _run(config: Config, workdir: Path, splits: dict[str, list[Example]], progre
   epochs = _masked_epochs(features, config, tokenizer,
                           parallel.device_count(parallel_mode) * tc.accumulate_steps)
   tx = make_optimizer(tc, epochs.total_steps)
-  graphdef, abstract_params = memory.abstract_model(mc, MaskedLM)
+  graphdef, state = memory.abstract_train_state(mc, tx, MaskedLM)
   make_runner = lambda mode: parallel.DataParallel(
       mode, graphdef, tx, steps.MaskedLMLoss(), evaluate=steps.masked_lm_eval_step,
       accumulate_steps=tc.accumulate_steps)
-  runner, need = memory.checked_runner(
-      config, parallel_mode, make_runner,
-      jax.eval_shape(lambda p: steps.TrainState.create(p, tx), abstract_params),
-      memory.largest_batch(next(iter(epochs.batches(1))), mc.max_length))
+  runner, need = memory.checked_runner(config, parallel_mode, make_runner, state,
+                                       next(iter(epochs.batches(1))))
   log(f"memory: {need.describe()} to pretrain")
   parallel_mode = runner.mode
   with parallel.initialisation_device(parallel_mode):
