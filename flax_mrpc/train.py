@@ -60,14 +60,15 @@ OUTPUTS = (RESULTS_FILE, "metrics.jsonl", "test_predictions.tsv",
 
 
 def build_tokenizer(config: Config, train_sentences: Callable[[], Iterable[str]], workdir: Path,
-                    resuming: bool = False):
+                    resuming: bool = False, cache_folder: Path | None = None):
   """The run's tokenizer. One learned on the train split is saved as
   `workdir/tokenizer/vocab.txt` and, when the run resumes, read back from
   there, so a checkpoint's embeddings always meet the vocabulary they were
   trained with (even if a newer `tokenizers` would learn another). With
   pretraining, it is the vocabulary pretraining learned on its corpus,
   copied there. `train_sentences()` gives the sentences a vocabulary is
-  learned from (read only then)."""
+  learned from (read only then). A named tokenizer's class is remembered in
+  `cache_folder` (`cache.loaded_tokenizer`)."""
   if config.pretrain.pretrain_epochs:
     (workdir / "tokenizer").mkdir(exist_ok=True)
     shutil.copy(workdir / pretraining.CACHE / "tokenizer" / "vocab.txt", workdir / "tokenizer")
@@ -80,7 +81,7 @@ def build_tokenizer(config: Config, train_sentences: Callable[[], Iterable[str]]
     return tokenization.train_wordpiece(
         sentences, config.model.vocab_size, config.train.lowercase, saved
     )
-  tokenizer = tokenization.load_tokenizer(config.train.tokenizer, config.train.lowercase)
+  tokenizer = cache.loaded_tokenizer(cache_folder, config.train.tokenizer, config.train.lowercase)
   if len(tokenizer) > config.model.vocab_size:
     raise ValueError(
         f"tokenizer {config.train.tokenizer!r} has {len(tokenizer)} tokens but the model's "
@@ -172,12 +173,13 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
   train_sentences = lambda: (
       s for e in train_subset(list(sources["train"].read()), tc.train_fraction, tc.seed)
       for s in (e.sentence1, e.sentence2))
+  folder = cache.folder_for(workdir, data_cache)
   if parallel.is_main_process():
-    tokenizer = build_tokenizer(config, train_sentences, workdir, resuming)
+    tokenizer = build_tokenizer(config, train_sentences, workdir, resuming, folder)
   parallel.barrier("tokenizer")
   if not parallel.is_main_process():  # the main process's vocabulary, read back
-    tokenizer = build_tokenizer(config, train_sentences, workdir, resuming=True)
-  folder = cache.folder_for(workdir, data_cache)
+    tokenizer = build_tokenizer(config, train_sentences, workdir, resuming=True,
+                                cache_folder=folder)
   encoded_cache = cache.EncodedCache(folder)
   tokenizer_print = cache.tokenizer_fingerprint(tokenizer)
 

@@ -46,9 +46,10 @@ def epoch_batches(data, epoch: int, pack: bool, num_devices: int):
     return batching.batches(data.features(), BATCH_SIZE, order, pad_multiple=16,
                             rows_multiple=num_devices)
   lengths = data.attention_mask.sum(axis=1)
-  rows = packing.epoch_rows(lengths, 16, 0, epoch)
-  return packing.packed_batches(data.features(), rows,
-                                packing.rows_per_batch(lengths, 16, BATCH_SIZE, 0), num_devices)
+  per_batch = packing.rows_per_batch(len(packing.epoch_rows(lengths, 16, 0, 1)), len(lengths),
+                                     BATCH_SIZE)
+  return packing.packed_batches(data.features(), packing.epoch_rows(lengths, 16, 0, epoch),
+                                per_batch, num_devices)
 
 
 def run(mode: str, dropout: float, pack: bool) -> dict[str, np.ndarray]:

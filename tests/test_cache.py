@@ -116,6 +116,26 @@ def test_a_changed_file_tokenizer_or_max_length_misses(splits, pair_file, tokeni
   assert not hit and len(encoded[0]) == len(lines) - 2
 
 
+def test_a_rerun_loads_the_class_auto_tokenizer_chose_without_it(monkeypatch, tokenizer,
+                                                                 tmp_path):
+  transformers = pytest.importorskip("transformers")
+  named = tmp_path / "named"
+  tokenizer.save_pretrained(str(named))  # tokenizer.json and tokenizer_config.json
+  first = cache.loaded_tokenizer(tmp_path / "cache", str(named), True)
+
+  def not_again(*args, **kwargs):
+    raise AssertionError("AutoTokenizer was asked again")
+
+  monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", not_again)
+  again = cache.loaded_tokenizer(tmp_path / "cache", str(named), True)
+  assert type(again) is type(first)
+  assert cache.tokenizer_fingerprint(again) == cache.tokenizer_fingerprint(first)
+  config = json.loads((named / "tokenizer_config.json").read_text())
+  (named / "tokenizer_config.json").write_text(json.dumps(config | {"model_max_length": 64}))
+  with pytest.raises(AssertionError, match="asked again"):  # changed files: AutoTokenizer decides
+    cache.loaded_tokenizer(tmp_path / "cache", str(named), True)
+
+
 def test_a_truncated_file_is_rebuilt_with_one_warning(pair_file, tokenizer, tmp_path, capsys):
   folder = tmp_path / "cache"
   source = source_of(pair_file)

@@ -38,9 +38,8 @@ def _batches(pack: bool, batch_size: int, rows_multiple: int):
   if not pack:
     return list(batching.batches(features, batch_size, rows_multiple=rows_multiple))
   rows = packing.epoch_rows(lengths, 16, 0, 1)
-  return list(packing.packed_batches(features, rows, packing.rows_per_batch(lengths, 16,
-                                                                              batch_size, 0),
-                                     rows_multiple, lengths))
+  per_batch = packing.rows_per_batch(len(rows), len(lengths), batch_size)
+  return list(packing.packed_batches(features, rows, per_batch, rows_multiple, lengths))
 
 
 def _train(accumulate_steps: int, pack: bool):

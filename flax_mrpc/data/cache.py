@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -48,6 +49,10 @@ ARRAYS = ("input_ids", "token_type_ids", "attention_mask", "match_ids", "labels"
           "lengths", "truncated")
 _PARTIAL = ".partial-"
 WORKDIR_FOLDER = "data_cache"  # a run's cache, unless --data-cache names a shared one
+# The files of a tokenizer folder that decide which class AutoTokenizer loads it with
+# (besides SentencePiece's *.model files).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "config.json", "vocab.txt", "vocab.json", "merges.txt")
 
 
 def folder_for(workdir: str | os.PathLike, data_cache: str | os.PathLike | None) -> Path:
@@ -125,6 +130,38 @@ def remembered(folder: Path | None, key: str, compute: Callable[[], Any]) -> Any
   partial.write_text(json.dumps({"value": value}) + "\n")
   partial.replace(path)
   return value
+
+
+def tokenizer_files_key(source: str) -> str | None:
+  """A `remembered` key for the class AutoTokenizer picks for the folder
+  `source`: its tokenizer files' hashes and the transformers version (None
+  for a hub name, which is not read here)."""
+  path = Path(source).expanduser()
+  if not path.is_dir():
+    return None
+  digest = hashlib.sha256(importlib.metadata.version("transformers").encode())
+  for file in sorted(path.iterdir()):
+    if file.is_file() and (file.name in TOKENIZER_FILES or file.suffix == ".model"):
+      digest.update(f"{file.name}:{file_digest(file)}".encode())
+  return f"tokenizer-class-{digest.hexdigest()[:32]}"
+
+
+def loaded_tokenizer(folder: Path | None, source: str, lowercase: bool):
+  """`tokenization.load_tokenizer(source, lowercase)`. The class AutoTokenizer
+  chose for a folder is `remembered` in `folder`, so a rerun, a resume or
+  another run on the same files loads that class directly, without
+  AutoTokenizer's import of torch (seconds of a cached first step)."""
+  key = tokenizer_files_key(source)
+  if key is None:
+    return tokenization.load_tokenizer(source, lowercase)
+  chosen = []
+
+  def auto_class() -> str:
+    chosen.append(tokenization.load_tokenizer(source, lowercase))
+    return type(chosen[0]).__name__
+
+  class_name = remembered(folder, key, auto_class)
+  return chosen[0] if chosen else tokenization.load_tokenizer(source, lowercase, class_name)
 
 
 def _warn(message: str) -> None:

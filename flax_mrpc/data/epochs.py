@@ -36,15 +36,22 @@ class TrainEpochs:
     self.lengths = (features["attention_mask"].sum(axis=1, dtype=np.int32) if lengths is None
                     else np.asarray(lengths))
     self.row_length = features["input_ids"].shape[1]
+    self._packed: tuple[int, list[np.ndarray]] | None = None
     if train.pack:
-      self.rows_per_batch = packing.rows_per_batch(self.lengths, self.row_length,
-                                                   train.batch_size, train.seed)
-      self.steps = [batching.num_batches(len(self._rows(1)), self.rows_per_batch)] * train.epochs
+      num_rows = len(self._rows(1))
+      self.rows_per_batch = packing.rows_per_batch(num_rows, len(self.lengths), train.batch_size)
+      self.steps = [batching.num_batches(num_rows, self.rows_per_batch)] * train.epochs
     else:
       self.steps = [batching.num_batches(len(self.lengths), train.batch_size)] * train.epochs
 
   def _rows(self, epoch: int) -> list[np.ndarray]:
-    return packing.epoch_rows(self.lengths, self.row_length, self.train.seed, epoch)
+    """The packed rows of `epoch`; the latest epoch's are kept, since the
+    first one is asked for by the step count, the memory check and the
+    epoch itself, and packing 400k pairs takes a second."""
+    if self._packed is None or self._packed[0] != epoch:
+      self._packed = (epoch, packing.epoch_rows(self.lengths, self.row_length, self.train.seed,
+                                                epoch))
+    return self._packed[1]
 
   @property
   def total_steps(self) -> int:

@@ -99,12 +99,12 @@ def epoch_rows(lengths: np.ndarray, row_length: int, seed: int, epoch: int) -> l
   return [rows[i] for i in np.random.default_rng([seed, epoch, 1]).permutation(len(rows))]
 
 
-def rows_per_batch(lengths: np.ndarray, row_length: int, batch_size: int, seed: int) -> int:
-  """Rows per packed batch that hold `batch_size` pairs on average, from the
-  first epoch's packing, so a packed step sees as many pairs as an unpacked
-  one and the recipe's number of steps stays about the same."""
-  num_rows = len(epoch_rows(lengths, row_length, seed, 1))
-  return max(1, round(batch_size * num_rows / len(lengths)))
+def rows_per_batch(num_rows: int, num_pairs: int, batch_size: int) -> int:
+  """Rows per packed batch that hold `batch_size` pairs on average, when
+  `num_pairs` pairs pack into `num_rows` rows (the first epoch's
+  `epoch_rows`), so a packed step sees as many pairs as an unpacked one and
+  the recipe's number of steps stays about the same."""
+  return max(1, round(batch_size * num_rows / num_pairs))
 
 
 def packed_batches(

@@ -4,6 +4,10 @@ Pairs are encoded `[CLS] sentence1 [SEP] sentence2 [SEP]`, truncated
 (longest sentence first) and padded to `max_length`, with Hugging Face's fast
 tokenizers. The tokenizer is either learned on the train split (offline) or
 loaded from a folder or hub name.
+
+transformers is imported where a tokenizer is built, not with this module:
+its `AutoTokenizer` imports torch when torch is installed (seconds), which a
+run that only reads its cache, or refuses a flag, does not need.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import contextlib
 import dataclasses
 from pathlib import Path
 import itertools
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 from tokenizers import BertWordPieceTokenizer
-from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from flax_mrpc.data.examples import Example
+
+if TYPE_CHECKING:
+  from transformers import PreTrainedTokenizerBase
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -47,19 +53,31 @@ def train_wordpiece(
       sentences, vocab_size=vocab_size, min_frequency=2,
       special_tokens=SPECIAL_TOKENS + characters + continuing, show_progress=False,
   )
+  from transformers import BertTokenizer
+
   learned = sorted(set(wordpiece.get_vocab()) - set(SPECIAL_TOKENS))
   save_dir.mkdir(parents=True, exist_ok=True)
   (save_dir / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + learned) + "\n", encoding="utf-8")
   return BertTokenizer.from_pretrained(str(save_dir), do_lower_case=lowercase)
 
 
-def load_tokenizer(name_or_dir: str, lowercase: bool = True) -> PreTrainedTokenizerBase:
-  """A tokenizer from a folder (`tokenizer.json` or `vocab.txt`) or a hub name."""
+def load_tokenizer(name_or_dir: str, lowercase: bool = True,
+                   class_name: str | None = None) -> PreTrainedTokenizerBase:
+  """A tokenizer from a folder (`tokenizer.json` or `vocab.txt`) or a hub name.
+
+  `class_name`: the transformers class `AutoTokenizer` chose for the same
+  files before (`type(tokenizer).__name__`, see `cache.tokenizer_class`):
+  loaded directly, without AutoTokenizer's import of torch, when
+  transformers exports it by that name."""
+  import transformers
+
   path = Path(name_or_dir).expanduser()
   if path.is_dir() and not (path / "tokenizer.json").is_file() and (path / "vocab.txt").is_file():
-    return BertTokenizer.from_pretrained(str(path), do_lower_case=lowercase)
+    return transformers.BertTokenizer.from_pretrained(str(path), do_lower_case=lowercase)
+  source = str(path) if path.is_dir() else name_or_dir
   try:
-    return AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name_or_dir)
+    chosen = getattr(transformers, class_name, None) if class_name else None
+    return (chosen or transformers.AutoTokenizer).from_pretrained(source)
   except (OSError, ValueError) as e:
     raise ValueError(
         f"could not load a tokenizer from {name_or_dir!r} ({e}). Pass --tokenizer a folder "

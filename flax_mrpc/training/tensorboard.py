@@ -10,19 +10,26 @@ from typing import Any
 class EpochLogger:
   """Writes each epoch record's train loss and its evaluation metrics (every
   dict of numbers in it, e.g. "validation" or "heldout") under `logdir`
-  (`tensorboard --logdir WORKDIR/tensorboard`)."""
+  (`tensorboard --logdir WORKDIR/tensorboard`). The writer opens at the
+  first record: tensorboardX imports torch when torch is installed
+  (seconds), which the first training step should not wait for."""
 
   def __init__(self, logdir: Path | None):
     """`logdir` None writes nothing (processes other than the main one)."""
-    if logdir is None:
-      self.writer = None
-      return
-    try:
-      from tensorboardX import SummaryWriter
-    except ImportError:
-      self.writer = None
-    else:
-      self.writer = SummaryWriter(str(logdir))
+    self.logdir = logdir
+    self._writer = None
+
+  @property
+  def writer(self):
+    """tensorboardX's SummaryWriter on `logdir`, or None (no logdir or no tensorboardX)."""
+    if self._writer is None and self.logdir is not None:
+      try:
+        from tensorboardX import SummaryWriter
+      except ImportError:
+        self.logdir = None
+      else:
+        self._writer = SummaryWriter(str(self.logdir))
+    return self._writer
 
   def write(self, record: dict[str, Any]) -> None:
     if self.writer is None:
@@ -36,5 +43,5 @@ class EpochLogger:
     self.writer.flush()
 
   def close(self) -> None:
-    if self.writer is not None:
-      self.writer.close()
+    if self._writer is not None:
+      self._writer.close()
