@@ -1,7 +1,11 @@
 """The package's layout: every module sits in a layer of the import contract
 (pyproject.toml, checked by `lint-imports`), and no two modules import each
-other, directly or round a longer cycle, function-level imports included."""
+other, directly or round a longer cycle, function-level imports included;
+and the commands start without transformers and torch."""
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -65,3 +69,15 @@ def test_every_module_is_in_a_layer_of_the_contract():
 def test_the_commands_are_the_top_layer():
   assert _layers()[0] == {f"flax_mrpc.{name}"
                           for name in ("train", "pretrain", "predict", "evaluate", "export")}
+
+
+def test_the_commands_import_neither_transformers_nor_torch():
+  """transformers (whose AutoTokenizer imports torch when torch is installed)
+  is imported where a tokenizer is built: a cached run, a refused flag and
+  --help start without those seconds."""
+  commands = ", ".join(sorted(_layers()[0]))
+  code = f"import sys, {commands}; print(sorted({{'transformers', 'torch'}} & set(sys.modules)))"
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip() == "[]"

@@ -25,11 +25,11 @@ Measured with nothing else running on a 2-core AMD EPYC (AVX2), 24 GiB,
 
 | train pairs | first step cold s | cached s | peak RSS cold GiB | cached GiB | cache GiB |
 | --- | --- | --- | --- | --- | --- |
-| 10,000 | 28.2 | 17.1 | 1.85 | 1.64 | 0.006 |
-| 100,000 | 37.9 | 14.9 | 1.90 | 1.67 | 0.059 |
-| 400,000 | 84.7 | 17.0 | 1.91 | 1.71 | 0.235 |
-| 400,000, before the cache | 311.5 | - | 10.57 | - | - |
-| 2,000,000 | 323.9 | 26.6 | 2.06 | 1.89 | 1.173 |
+| 10,000 | 20.5 | 11.1 | 1.77 | 1.47 | 0.006 |
+| 100,000 | 32.1 | 11.0 | 1.81 | 1.51 | 0.059 |
+| 400,000 | 62.3 | 10.3 | 1.86 | 1.57 | 0.235 |
+| 400,000, before the cache | 294.6 | - | 10.57 | - | - |
+| 2,000,000 | 208.1 | 12.0 | 2.03 | 1.74 | 1.173 |
 
 --baseline-tree DIR adds a cold row for each of --baseline-sizes run with
 the flax_mrpc of DIR (a checkout of an earlier commit) in the same run. The
