@@ -66,7 +66,7 @@ def load_tokenizer(name_or_dir: str, lowercase: bool = True,
   """A tokenizer from a folder (`tokenizer.json` or `vocab.txt`) or a hub name.
 
   `class_name`: the transformers class `AutoTokenizer` chose for the same
-  files before (`type(tokenizer).__name__`, see `cache.tokenizer_class`):
+  files before (`type(tokenizer).__name__`, see `cache.loaded_tokenizer`):
   loaded directly, without AutoTokenizer's import of torch, when
   transformers exports it by that name."""
   import transformers
