@@ -43,6 +43,8 @@ def train_wordpiece(
   of the numberings the trainer itself can draw; the trainer adds exactly
   those tokens anyway (every character is kept: none maps to [UNK]).
   """
+  from transformers import BertTokenizer
+
   wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
   words = {word for sentence in sentences
            for word, _ in wordpiece.pre_tokenizer.pre_tokenize_str(
@@ -53,8 +55,6 @@ def train_wordpiece(
       sentences, vocab_size=vocab_size, min_frequency=2,
       special_tokens=SPECIAL_TOKENS + characters + continuing, show_progress=False,
   )
-  from transformers import BertTokenizer
-
   learned = sorted(set(wordpiece.get_vocab()) - set(SPECIAL_TOKENS))
   save_dir.mkdir(parents=True, exist_ok=True)
   (save_dir / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + learned) + "\n", encoding="utf-8")
