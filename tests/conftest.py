@@ -10,6 +10,12 @@ import pytest
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="flax_mrpc_xla_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The tests' steps are tiny: compiled without LLVM's optimisations they
+# compile in about a third less time and still run in milliseconds. Numerics
+# may move in the last bits against an optimised build; every check that
+# compares two computations compiles both here.
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,12 @@ RUN = ["--preset", "tiny", "--epochs", "2", "--set", "train_fraction=0.5", "--no
 SIGTERM_EXIT_BOUND_S = 15
 
 
-def _start(workdir, mrpc_dir, module="train", args=RUN):
+def _start(workdir, mrpc_dir, module="train", args=RUN, optimised=False):
+  """The command in a subprocess; `optimised` compiles with LLVM's
+  optimisations, which conftest turns off, for a run of many steps."""
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
+  if optimised:
+    env["XLA_FLAGS"] = env["XLA_FLAGS"].replace("--xla_backend_optimization_level=0", "")
   return subprocess.Popen([sys.executable, "-m", f"flax_mrpc.{module}", *args, "--workdir",
                            str(workdir)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -148,7 +152,8 @@ def test_sigterm_saves_and_exits_75_then_resumes_exactly(reference, mrpc_dir, tm
 
 @pytest.mark.slow
 def test_a_second_run_on_a_busy_workdir_is_refused_while_readers_may_read(mrpc_dir, tmp_path):
-  first = _start(tmp_path, mrpc_dir, args=["--preset", "tiny", "--epochs", "40", "--no-progress"])
+  first = _start(tmp_path, mrpc_dir, args=["--preset", "tiny", "--epochs", "40", "--no-progress"],
+                 optimised=True)
   _wait_for_checkpoints(first, tmp_path, 1)
   second = _start(tmp_path, mrpc_dir)
   reader = _start(tmp_path, mrpc_dir, "predict", ["--pair", "He left.", "He went away."])

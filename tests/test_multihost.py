@@ -34,7 +34,7 @@ def _free_port() -> int:
 def _start_workers(mrpc_dir, workdir, *flags):
   """Processes 1 and 0 of a 2-process run, 2 CPU devices each."""
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir),
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
   address = f"localhost:{_free_port()}"
   return [subprocess.Popen(
       [sys.executable, "-m", "flax_mrpc.train", *RUN, *flags, "--workdir", str(workdir),

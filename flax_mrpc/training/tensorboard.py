@@ -3,16 +3,33 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
+
+
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter class, imported without torch: tensorboardX
+  imports torch when it can, only to accept torch tensors (seconds and some
+  hundred MB for scalars that are Python floats). A later `import torch`
+  elsewhere in the process is unaffected. Raises ImportError without
+  tensorboardX."""
+  if "torch" in sys.modules:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+  sys.modules["torch"] = None  # makes `import torch` raise ImportError
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
 
 
 class EpochLogger:
   """Writes each epoch record's train loss and its evaluation metrics (every
   dict of numbers in it, e.g. "validation" or "heldout") under `logdir`
   (`tensorboard --logdir WORKDIR/tensorboard`). The writer opens at the
-  first record: tensorboardX imports torch when torch is installed
-  (seconds), which the first training step should not wait for."""
+  first record, after the first training step."""
 
   def __init__(self, logdir: Path | None):
     """`logdir` None writes nothing (processes other than the main one)."""
@@ -24,11 +41,11 @@ class EpochLogger:
     """tensorboardX's SummaryWriter on `logdir`, or None (no logdir or no tensorboardX)."""
     if self._writer is None and self.logdir is not None:
       try:
-        from tensorboardX import SummaryWriter
+        summary_writer = _summary_writer_class()
       except ImportError:
         self.logdir = None
       else:
-        self._writer = SummaryWriter(str(self.logdir))
+        self._writer = summary_writer(str(self.logdir))
     return self._writer
 
   def write(self, record: dict[str, Any]) -> None:
