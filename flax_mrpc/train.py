@@ -25,6 +25,7 @@ stops them all at one agreed step (JAX's preemption service).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import functools
 import shutil
@@ -140,6 +141,20 @@ def metrics_summary(metrics: dict[str, float]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScoredSplits:
+  """The encodings of a run's splits other than train.
+
+  Attributes:
+    views: {split: what it is scored on}: the pairs and, with
+      `Config.symmetric_scoring`, the pairs swapped.
+    truncated: {split: pairs longer than max_length}, train's included.
+  """
+
+  views: dict[str, list[tokenization.EncodedSplit]]
+  truncated: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
 class EncodedSplits:
   """A run's splits as token arrays.
 
@@ -147,15 +162,14 @@ class EncodedSplits:
     tokenizer: the run's tokenizer (`build_tokenizer`).
     train: the train split's encoding (twice the pairs, the second half
       swapped, with `swap_augment`).
-    views: {split: what it is scored on} for every split but train: the
-      pairs and, with `Config.symmetric_scoring`, the pairs swapped.
-    truncated: {split: pairs longer than max_length}.
+    scored: the other splits (`ScoredSplits`), encoded on a second thread
+      while the train step compiles; `result()` waits for them and raises
+      what their files' checks found.
   """
 
   tokenizer: Any
   train: tokenization.EncodedSplit
-  views: dict[str, list[tokenization.EncodedSplit]]
-  truncated: dict[str, int]
+  scored: concurrent.futures.Future
 
 
 def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitSource],
@@ -165,7 +179,9 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
   `cache.folder_for(workdir, data_cache)`: a rerun, a resume or `evaluate` maps
   what an earlier run encoded. The main process learns a vocabulary, the
   others read it back. A `train_fraction` below 1 takes its share of the
-  encoded train pairs (`train_subset_rows`)."""
+  encoded train pairs (`train_subset_rows`). Returns once train is
+  encoded; the other splits follow on a second thread, which logs the
+  cache's summary line when it is done."""
   tc, mc = config.train, config.model
   start = time.time()
   checkpoints = workdir / "checkpoints"
@@ -188,21 +204,28 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
                                tokenizer, mc.max_length, swaps, mc.match_embedding,
                                tokenizer_print)
 
-  scored = (False, True) if config.symmetric_scoring else (False,)
-  found = {name: encoded(name, scored) for name in sources if name != "train"}
   train_views, train_hit = encoded("train", (False, True) if tc.swap_augment else (False,))
   if tc.train_fraction < 1:
     keep = train_subset_rows(len(train_views[0]), tc.train_fraction, tc.seed)
     train_views = [view.rows(keep) for view in train_views]
-  views = {name: views for name, (views, _) in found.items()}
   train = tokenization.concatenated(train_views) if tc.swap_augment else train_views[0]
-  truncated = {"train": train_views[0].num_truncated,
-               **{name: view[0].num_truncated for name, view in views.items()}}
-  hits = {"train": train_hit, **{name: hit for name, (_, hit) in found.items()}}
-  log(cache.summary(hits, folder, time.time() - start))
-  log(f"pairs: { {'train': len(train_views[0]), **{n: len(v[0]) for n, v in views.items()}} }; "
-      f"longer than max_length {mc.max_length} (truncated): {truncated}")
-  return EncodedSplits(tokenizer, train, views, truncated)
+
+  def scored_splits() -> ScoredSplits:
+    scored = (False, True) if config.symmetric_scoring else (False,)
+    found = {name: encoded(name, scored) for name in sources if name != "train"}
+    views = {name: views for name, (views, _) in found.items()}
+    truncated = {"train": train_views[0].num_truncated,
+                 **{name: view[0].num_truncated for name, view in views.items()}}
+    hits = {"train": train_hit, **{name: hit for name, (_, hit) in found.items()}}
+    log(cache.summary(hits, folder, time.time() - start))
+    log(f"pairs: { {'train': len(train_views[0]), **{n: len(v[0]) for n, v in views.items()}} }; "
+        f"longer than max_length {mc.max_length} (truncated): {truncated}")
+    return ScoredSplits(views, truncated)
+
+  background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scored-splits")
+  scored = background.submit(scored_splits)
+  background.shutdown(wait=False)
+  return EncodedSplits(tokenizer, train, scored)
 
 
 def initial_model(config: Config, workdir: Path) -> PairClassifier:
@@ -290,6 +313,7 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
   parallel_mode = runner.mode
   with parallel.initialisation_device(parallel_mode):
     params = nnx.state(initial_model(config, workdir))
+  scored = encoded.scored.result()
   # Whole eval batches split evenly over the devices (no padding rows mid-split).
   eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   log(f"model: {steps.param_count(params):,} parameters; {train_epochs.describe()}; "
@@ -297,15 +321,15 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
 
   def split_metrics(params, split: str) -> tuple[np.ndarray, dict[str, float] | None]:
     """What the model predicts of the split's pairs, and its metrics when it is labelled."""
-    views = encoded.views[split]
+    views = scored.views[split]
     predictions = pair_probabilities(runner.eval_step, params, views, eval_batch_size,
                                      tc.pad_multiple, tc.pack)
     labelled = bool(np.all(tokenization.labelled(views[0].labels)))
     return predictions, (metrics.task_metrics(pair_task, views[0].labels, predictions)
                          if labelled else None)
 
-  validation_splits = [name for name in encoded.views if name.startswith("validation")]
-  test_splits = [name for name in encoded.views if name.startswith("test")]
+  validation_splits = [name for name in scored.views if name.startswith("validation")]
+  test_splits = [name for name in scored.views if name.startswith("test")]
 
   task = Task(
       name="", epochs=train_epochs, runner=runner, rng=jax.random.key(tc.seed + 1),
@@ -331,7 +355,7 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
     predictions, tests[name] = split_metrics(best_params, name)
     if parallel.is_main_process():
       write_predictions(workdir / f"{name}_predictions.tsv", pair_task,
-                        encoded.views[name][0].idx, predictions)
+                        scored.views[name][0].idx, predictions)
   results = write_results(workdir, {
       "config": config.to_dict(),
       "task": pair_task.task,
@@ -341,7 +365,7 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
       "test": None,
       **tests,
       "num_parameters": steps.param_count(params),
-      "num_truncated": encoded.truncated,
+      "num_truncated": scored.truncated,
       "tokenizer_vocab_size": len(encoded.tokenizer),
       "memory": need.record() | {"device_peak_gib": memory.device_peak_gib()},
       "wall_time_s": time.time() - start,  # fine-tuning; pretraining's is in its own results

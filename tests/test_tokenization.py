@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from flax_mrpc.data import tokenization
 from flax_mrpc.data.examples import Example
@@ -46,6 +47,36 @@ def test_truncation_is_counted_and_swap_reverses(tokenizer):
   swapped = tokenization.encode_pairs(tokenizer, [long], max_length=32, swap=True)
   assert tokenizer.convert_ids_to_tokens(swapped.input_ids[0][:4]) == [
       "[CLS]", "shares", "rose", "[SEP]"]
+
+
+# Letters, digits, punctuation and spaces, with what BERT's normalizer changes
+# (control and format characters, tabs, accents, Chinese and full-width
+# characters, the replacement character): pairs of printable ASCII take
+# the encoder's shortcut, the others BERT's whole normalizer.
+TEXT = st.text(alphabet=st.sampled_from(
+    list("the company said Shares ROSE 42 .,'-") + ["\t", "\n", "\x00", "\x7f", "\u200b",
+                                                    "\ufffd", "é", "Ö", "中", "京", "Ｆ"]),
+    max_size=40)
+
+
+@pytest.mark.parametrize("lowercase", [True, False], ids=["lowercase", "cased"])
+def test_the_encoding_equals_the_tokenizer_s_own_call(lowercase, tokenizer_dir, tokenizer):
+  loaded = tokenization.load_tokenizer(str(tokenizer_dir), lowercase)
+
+  @settings(max_examples=60, deadline=None)
+  @given(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=12))
+  def check(pairs):
+    examples = [Example(a, b, 0, i) for i, (a, b) in enumerate(pairs)]
+    first, second = [a for a, _ in pairs], [b for _, b in pairs]
+    expected = loaded(first, second, truncation="longest_first", padding="max_length",
+                      max_length=12, return_tensors="np")
+    encoded = tokenization.encode_pairs(loaded, examples, max_length=12)
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+      np.testing.assert_array_equal(getattr(encoded, name), expected[name], err_msg=name)
+    untruncated = loaded(first, second)["input_ids"]
+    assert list(encoded.truncated) == [len(ids) > 12 for ids in untruncated]
+
+  check()
 
 
 def test_a_folder_with_vocab_txt_loads(tokenizer, tokenizer_dir):

@@ -27,6 +27,8 @@ def sentence_problem(text: str, allowed_controls: Collection[str] = ()) -> str |
   if not text.strip():
     state = "empty" if not text else "only whitespace"
     return f"the sentence is {state}; every pair needs two sentences"
+  if _CONTROL.search(text) is None:  # the common case, in one scan
+    return None
   for control in _CONTROL.finditer(text):
     if control.group() not in allowed_controls:
       return (f"control character U+{ord(control.group()):04X} at column {control.start() + 1} "
