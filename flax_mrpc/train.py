@@ -309,11 +309,11 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
                              encoded.train.lengths)
   tx = make_optimizer(tc, train_epochs.total_steps)
   runner, need = _checked_runner(config, parallel_mode, train_epochs, tx)
+  scored = encoded.scored.result()  # a bad line in these files: the only line printed
   log(f"memory: {need.describe()} to train")
   parallel_mode = runner.mode
   with parallel.initialisation_device(parallel_mode):
     params = nnx.state(initial_model(config, workdir))
-  scored = encoded.scored.result()
   # Whole eval batches split evenly over the devices (no padding rows mid-split).
   eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   log(f"model: {steps.param_count(params):,} parameters; {train_epochs.describe()}; "

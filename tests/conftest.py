@@ -14,8 +14,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # compile in about a third less time and still run in milliseconds. Numerics
 # may move in the last bits against an optimised build; every check that
 # compares two computations compiles both here.
-os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+UNOPTIMISED = "--xla_backend_optimization_level=0"
+if UNOPTIMISED not in os.environ.get("XLA_FLAGS", "").split():
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {UNOPTIMISED}".strip()
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,10 @@ def _start(workdir, mrpc_dir, module="train", args=RUN, optimised=False):
   optimisations, which conftest turns off, for a run of many steps."""
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   if optimised:
-    env["XLA_FLAGS"] = env["XLA_FLAGS"].replace("--xla_backend_optimization_level=0", "")
+    env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
+                                if flag != "--xla_backend_optimization_level=0")
+    if not env["XLA_FLAGS"]:
+      del env["XLA_FLAGS"]  # XLA reads an empty or blank value as a file name
   return subprocess.Popen([sys.executable, "-m", f"flax_mrpc.{module}", *args, "--workdir",
                            str(workdir)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)

@@ -3,7 +3,8 @@ large-task sizes (QQP, MNLI: about 400k pairs) and beyond?
 
 Command: PYTHONPATH=. python experiments/benchmarks/data_scale.py --pretrained PATH \
              [--sizes 10000 100000 400000 2000000] [--folder /tmp/data_scale] \
-             [--baseline-tree DIR --baseline-sizes 400000] [--json FILE] [--plot FILE]
+             [--baseline-tree DIR --baseline-sizes 400000 --baseline-label TEXT] \
+             [--json FILE] [--plot FILE]
 Machine: a 2-core CPU takes about 20 minutes for the four sizes and one
          baseline row.
 
@@ -153,6 +154,8 @@ def main() -> None:
   parser.add_argument("--runs", nargs="+", default=["cold", "cached"])
   parser.add_argument("--baseline-tree", help="a checkout whose flax_mrpc gives baseline rows")
   parser.add_argument("--baseline-sizes", type=int, nargs="+", default=[400_000])
+  parser.add_argument("--baseline-label", default="before the cache",
+                      help="what the table and the plot call the baseline rows")
   parser.add_argument("--json", type=Path)
   parser.add_argument("--plot", type=Path)
   args = parser.parse_args()
@@ -187,7 +190,7 @@ def main() -> None:
         "| peak RSS cached (GiB) | cache on disk (GiB) |\n| --- | --- | --- | --- | --- | --- |")
   for r in rows:
     if "baseline_first_step_s" in r:
-      print(f"| {r['pairs']:,}, before the cache | {r['baseline_first_step_s']:.1f} | - "
+      print(f"| {r['pairs']:,}, {args.baseline_label} | {r['baseline_first_step_s']:.1f} | - "
             f"| {r['baseline_peak_rss_gib']:.2f} | - | - |")
     print(f"| {r['pairs']:,} | {r.get('cold_first_step_s', float('nan')):.1f} "
           f"| {r.get('cached_first_step_s', float('nan')):.1f} "
@@ -195,12 +198,13 @@ def main() -> None:
           f"| {r.get('cached_peak_rss_gib', float('nan')):.2f} "
           f"| {r.get('cached_cache_gib', r.get('cold_cache_gib', float('nan'))):.3f} |")
   if args.json:
-    args.json.write_text(json.dumps({"machine": cpu_model(), "rows": rows}, indent=2) + "\n")
+    args.json.write_text(json.dumps({"machine": cpu_model(), "baseline": args.baseline_label,
+                                     "rows": rows}, indent=2) + "\n")
   if args.plot:
-    plot(rows, args.plot)
+    plot(rows, args.plot, args.baseline_label)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, baseline_label: str) -> None:
   """Pairs (log scale) against seconds to the first step and peak RSS."""
   import matplotlib
   matplotlib.use("Agg")
@@ -217,9 +221,9 @@ def plot(rows: list[dict], path: Path) -> None:
   before = [r for r in rows if "baseline_first_step_s" in r]
   if before:
     seconds.plot([r["pairs"] for r in before], [r["baseline_first_step_s"] for r in before], "kx",
-                 markersize=9, label="before the cache")
+                 markersize=9, label=baseline_label)
     memory.plot([r["pairs"] for r in before], [r["baseline_peak_rss_gib"] for r in before], "kx",
-                markersize=9, label="peak RSS before the cache")
+                markersize=9, label=f"peak RSS, {baseline_label}")
   for axis, label in ((seconds, "seconds to the first step"), (memory, "GiB")):
     axis.set_xscale("log")
     axis.set_xlabel("training pairs (validation: a tenth more)")
