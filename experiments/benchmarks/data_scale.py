@@ -22,18 +22,19 @@ training step has finished and reports:
   cache GiB      the size of the workdir's encoded-split cache on disk
 
 Measured with nothing else running on a 2-core AMD EPYC (AVX2), 24 GiB,
---baseline-tree a checkout of ea7a29d (the commit before the cache):
+--baseline-tree a checkout of 80877f3 (the encoder before), in one run:
 
 | train pairs | first step cold s | cached s | peak RSS cold GiB | cached GiB | cache GiB |
 | --- | --- | --- | --- | --- | --- |
-| 10,000 | 20.5 | 11.1 | 1.77 | 1.47 | 0.006 |
-| 100,000 | 32.1 | 11.0 | 1.81 | 1.51 | 0.059 |
-| 400,000 | 62.3 | 10.3 | 1.86 | 1.57 | 0.235 |
-| 400,000, before the cache | 294.6 | - | 10.57 | - | - |
-| 2,000,000 | 208.1 | 12.0 | 2.03 | 1.74 | 1.173 |
+| 10,000 | 18.7 | 10.1 | 1.60 | 1.48 | 0.006 |
+| 100,000 | 29.2 | 10.4 | 1.62 | 1.53 | 0.059 |
+| 400,000, 80877f3, the encoder before | 61.5 | - | 1.84 | - | - |
+| 400,000 | 52.4 | 12.0 | 1.68 | 1.54 | 0.235 |
+| 2,000,000 | 198.7 | 15.0 | 1.86 | 1.74 | 1.173 |
 
 --baseline-tree DIR adds a cold row for each of --baseline-sizes run with
-the flax_mrpc of DIR (a checkout of an earlier commit) in the same run. The
+the flax_mrpc of DIR (a checkout of an earlier commit) in the same run,
+named --baseline-label. The
 table goes to stdout (markdown) and, with --json, to FILE; --plot writes
 size against seconds and GiB as a PNG.
 """
