@@ -23,6 +23,8 @@ from flax_mrpc.training.checkpoint import Checkpointer, CheckpointError
 from flax_mrpc.training.optimizer import make_optimizer
 from flax_mrpc.training.steps import TrainState
 
+from conftest import UNOPTIMISED
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--preset", "tiny", "--epochs", "2", "--set", "train_fraction=0.5", "--no-progress",
        "--checkpoint-every-steps", "20"]
@@ -40,7 +42,7 @@ def _start(workdir, mrpc_dir, module="train", args=RUN, optimised=False):
   env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAX_MRPC_DATA_DIR": str(mrpc_dir)}
   if optimised:
     env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
-                                if flag != "--xla_backend_optimization_level=0")
+                                if flag != UNOPTIMISED)
     if not env["XLA_FLAGS"]:
       del env["XLA_FLAGS"]  # XLA reads an empty or blank value as a file name
   return subprocess.Popen([sys.executable, "-m", f"flax_mrpc.{module}", *args, "--workdir",

@@ -273,8 +273,8 @@ def _fast_tokens(tokenizer, encoder: _FastPairEncoder, first: list[str], second:
   return arrays, np.fromiter((bool(e.overflowing) for e in encodings), np.uint8, len(encodings))
 
 
-def _python_tokens(tokenizer, encoder: None, first: list[str], second: list[str],
-                   max_length: int, with_special: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _python_tokens(tokenizer, first: list[str], second: list[str], max_length: int,
+                   with_special: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
   """`_fast_tokens` of a tokenizer without a Rust backend, through its own
   call; truncation is counted by encoding again without it."""
   encoded = tokenizer(
@@ -303,8 +303,11 @@ def _encoded(tokenizer: PreTrainedTokenizerBase, encoder: _FastPairEncoder | Non
   """`encode_pairs` with the encoder of `_pair_encoder(tokenizer, max_length)`."""
   first = [e.sentence2 if swap else e.sentence1 for e in examples]
   second = [e.sentence1 if swap else e.sentence2 for e in examples]
-  tokens = _python_tokens if encoder is None else _fast_tokens
-  arrays, truncated = tokens(tokenizer, encoder, first, second, max_length, with_match_ids)
+  if encoder is None:
+    arrays, truncated = _python_tokens(tokenizer, first, second, max_length, with_match_ids)
+  else:
+    arrays, truncated = _fast_tokens(tokenizer, encoder, first, second, max_length,
+                                     with_match_ids)
   return EncodedSplit(
       input_ids=arrays["input_ids"],
       token_type_ids=arrays["token_type_ids"],

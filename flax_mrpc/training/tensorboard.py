@@ -14,14 +14,14 @@ def _summary_writer_class():
   hundred MB for scalars that are Python floats). A later `import torch`
   elsewhere in the process is unaffected. Raises ImportError without
   tensorboardX."""
-  if "torch" in sys.modules:
-    from tensorboardX import SummaryWriter
-    return SummaryWriter
-  sys.modules["torch"] = None  # makes `import torch` raise ImportError
+  masked = "torch" not in sys.modules
+  if masked:
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError
   try:
     from tensorboardX import SummaryWriter
   finally:
-    del sys.modules["torch"]
+    if masked:
+      del sys.modules["torch"]
   return SummaryWriter
 
 
