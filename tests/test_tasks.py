@@ -11,7 +11,7 @@ import pytest
 
 from flax_mrpc import evaluate, export, predict, train
 from flax_mrpc.config import get_preset, with_task
-from flax_mrpc.data import tasks
+from flax_mrpc.data import pair_files, tasks
 from flax_mrpc.data.examples import Example
 from flax_mrpc.inference import load_trained
 from flax_mrpc.train import train_and_evaluate
@@ -216,6 +216,28 @@ def test_symmetric_tasks_score_both_orders_and_the_others_one(mrpc_dir, splits, 
   for name in ("rte", "mnli"):
     task = tasks.glue_task(name)
     assert not with_task(config, task).symmetric_scoring
+
+
+OWN_FILES = {
+    "train.tsv": "\ufeffid\tsentence1\tsentence2\tlabel\r\n1\tA b.\tC d.\tyes\r\n\r\n"
+                 "2\tE \"f\".\tG h.\tno\r\n3\tI j.\tK l.\tmaybe\r\n",
+    "train.csv": 'sentence1,sentence2,label\n"A, b.","C, d.",yes\n\nE f.,"G ""h"".",no\n'
+                 'I j.,K l.,"may,be"\n',
+    "train.jsonl": '{"sentence1": "A b.", "sentence2": "C d.", "label": 1}\n\n'
+                   '{"sentence1": "E f.", "sentence2": "G h.", "label": 0.5}\n',
+    "test.tsv": "sentence1\tsentence2\nA b.\tC d.\n",
+    "test.csv": "sentence1,sentence2\nA b.,C d.\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(OWN_FILES))
+def test_the_label_column_alone_gives_the_labels_of_the_checked_read(name, tmp_path):
+  path = tmp_path / name
+  path.write_bytes(OWN_FILES[name].encode())
+  columns = ("sentence1", "sentence2", "label")
+  expected = {row.label for row in pair_files.read_rows(path, columns)}
+  assert pair_files.labels(path, columns) == expected
+  assert len(expected) == (1 if name.startswith("test") else 2 if name.endswith("jsonl") else 3)
 
 
 BAD_FILES = {

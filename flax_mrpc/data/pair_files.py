@@ -7,7 +7,9 @@ sentences and the label; a file without the label column is unlabelled
 GLUE's files are); CSV follows RFC 4180 (quoted fields may hold commas, tabs
 and line breaks); JSONL holds one object per line. Every line is checked as
 `tsv.rows` checks a TSV line, and every problem is reported in one
-`DataError`, each as `FILE:LINE: problem`: nothing is dropped.
+`DataError`, each as `FILE:LINE: problem`: nothing is dropped. `labels(path, columns)` reads
+the label column alone, unchecked: the quick pass that learns a task's
+classes before its pairs are read.
 """
 
 from __future__ import annotations
@@ -163,6 +165,42 @@ def iter_rows(path: str | Path, columns: Sequence[str], problems: list[str]) -> 
     yield row
   if not count and not problems:
     raise DataError(f"{path}: no pairs. Write a header and one pair per line.")
+
+
+def _tsv_labels(path: Path, columns: Sequence[str]) -> set[str | None]:
+  with open(path, "rb") as f:
+    header = f.readline().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
+    header = header.rstrip("\r\n").split("\t")
+    index, labelled = _header_columns(path, header, columns, 1)
+    if not labelled:
+      return {None}
+    fields = (line.rstrip(b"\r\n").split(b"\t") for line in f)
+    found = {row[index[2]] for row in fields if len(row) == len(header)}
+  return {label.decode("utf-8", "replace") for label in found}
+
+
+def _csv_labels(path: Path, columns: Sequence[str]) -> set[str | None]:
+  reader = csv.reader(_text_lines(path))
+  header = next(reader, [])
+  index, labelled = _header_columns(path, header, columns, 1)
+  if not labelled:
+    return {None}
+  return {fields[index[2]] for fields in reader if len(fields) == len(header)}
+
+
+def _jsonl_labels(path: Path, columns: Sequence[str]) -> set[str | None]:
+  return {row.label for row in _jsonl_rows(path, columns, problems=[])}
+
+
+def labels(path: str | Path, columns: Sequence[str]) -> set[str | None]:
+  """The labels `path`'s pairs carry, as written; {None} for a file
+  without the label column (`columns` as for `iter_rows`). Only the label
+  column is read (JSONL: each object): lines of the wrong shape are passed
+  over and nothing else is checked, which `iter_rows` does when the pairs
+  are read. A missing file, an unknown type or a bad header is a DataError."""
+  path = require_file(path, columns)
+  reader = {"tsv": _tsv_labels, "csv": _csv_labels, "jsonl": _jsonl_labels}[file_format(path)]
+  return reader(path, columns)
 
 
 def read_rows(path: str | Path, columns: Sequence[str]) -> list[Row]:

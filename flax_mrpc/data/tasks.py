@@ -112,8 +112,9 @@ def files_task(train_file: str, validation_file: str, test_file: str | None = No
   a binary task whose positive class is the second) and GLUE's metrics for
   its kind (accuracy and F1, accuracy, or correlation for `regression`).
   A train file with one class only is a DataError. With `cache_folder`
-  (the encoded-split cache), what the train file's whole-file read found
-  is kept there, by the file's digest, for the next run."""
+  (the encoded-split cache), the labels the train file's label column
+  holds are kept there, by the file's digest, for the next run. Its lines
+  are checked when its pairs are read (`split_sources`)."""
   train_path = pair_files.require_file(train_file, columns)
   key = _fingerprint("labels", cache.file_digest(train_path), train_path.suffix.lower(),
                      list(columns))
@@ -133,11 +134,8 @@ def files_task(train_file: str, validation_file: str, test_file: str | None = No
 
 def _label_names(path: Path, columns: Sequence[str]) -> dict:
   """{"names": the labels the file's pairs carry, "unlabelled": whether it
-  has no label column}, from a read that checks every line."""
-  problems: list[str] = []
-  names = {row.label for row in pair_files.iter_rows(path, columns, problems)}
-  if problems:
-    raise DataError(*tsv.capped(problems))
+  has no label column}, from a read of its label column alone."""
+  names = pair_files.labels(path, columns)
   return {"names": sorted(names - {None}), "unlabelled": None in names}
 
 

@@ -12,6 +12,7 @@ run that only reads its cache, or refuses a flag, does not need.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import itertools
@@ -113,6 +114,10 @@ def load_tokenizer(name_or_dir: str, lowercase: bool = True,
 # tokenizer's batch parallelism, small enough that its Python objects
 # (tokens, offsets) stay a few MB.
 ENCODE_CHUNK = 4096
+# Chunks tokenized at once on threads of their own while the next is read:
+# with two, one chunk's Rust tokenizing (both cores, outside Python's lock)
+# overlaps the other's reading back into arrays (Python's lock).
+ENCODE_AHEAD = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,24 +360,26 @@ def encode_chunks(
 ) -> Iterator[list[EncodedSplit]]:
   """Streams `examples` `chunk_size` at a time; yields, per chunk, its
   `encode_pairs` in each order of `swaps` (one read of the examples serves
-  both orders of a symmetric split). A chunk is encoded on a second thread
-  while the next is read: reading and checking a file is Python's work,
-  tokenizing it the Rust tokenizer's, which leaves Python's lock."""
+  both orders of a symmetric split), in order. Up to `ENCODE_AHEAD` chunks
+  are encoded on threads while the next is read: reading and checking a
+  file and reading the encodings back are Python's work, tokenizing the
+  Rust tokenizer's, which leaves Python's lock (a tokenizer without a Rust
+  backend encodes one chunk at a time)."""
   encoder = _pair_encoder(tokenizer, max_length)
+  ahead = ENCODE_AHEAD if encoder is not None else 1
 
   def encoded_views(chunk: list[Example]) -> list[EncodedSplit]:
     return [_encoded(tokenizer, encoder, chunk, max_length, swap, with_match_ids)
             for swap in swaps]
 
-  with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encode") as encoding:
-    pending = None
+  with concurrent.futures.ThreadPoolExecutor(ahead, thread_name_prefix="encode") as pool:
+    pending: collections.deque[concurrent.futures.Future] = collections.deque()
     for chunk in _chunks(examples, chunk_size):
-      encoded = encoding.submit(encoded_views, chunk)
-      if pending is not None:
-        yield pending.result()
-      pending = encoded
-    if pending is not None:
-      yield pending.result()
+      pending.append(pool.submit(encoded_views, chunk))
+      if len(pending) > ahead:
+        yield pending.popleft().result()
+    while pending:
+      yield pending.popleft().result()
 
 
 def encode_in_memory(
