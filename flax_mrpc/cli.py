@@ -13,6 +13,7 @@ its progress there) off standard error: the commands print their own.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -247,7 +248,13 @@ def run_command(args: argparse.Namespace, config_from_args: Callable[[argparse.N
   """The `main` of `train` and `pretrain`: builds the config, checks the run
   flags, then `run(config, workdir, **run_options(args))`. Returns the exit
   status: 0, EXIT_PREEMPTED after a signal (a checkpoint was saved), or
-  EXIT_USAGE with one `error:` line per problem."""
+  EXIT_USAGE with one `error:` line per problem.
+
+  What was built before the command (modules, the caller's objects) is
+  kept out of Python's garbage collection while it runs: reading and
+  encoding a large split allocates millions of short-lived objects, and
+  each full collection would otherwise walk all of it again."""
+  gc.freeze()
   try:
     config = config_from_args(args)
     start_run(args)
@@ -257,4 +264,6 @@ def run_command(args: argparse.Namespace, config_from_args: Callable[[argparse.N
     return EXIT_PREEMPTED
   except (ValueError, FileExistsError) as e:
     return report(e)
+  finally:
+    gc.unfreeze()
   return 0
