@@ -246,10 +246,11 @@ class _FastPairEncoder:
     return [next(plain_encodings if is_plain else other_encodings) for is_plain in plain]
 
 
-def _padded(rows: list[list[int]], lengths: np.ndarray, max_length: int, fill: int,
+def _padded(rows: Iterable[list[int]], lengths: np.ndarray, max_length: int, fill: int,
             dtype) -> np.ndarray:
-  """[n, max_length] `rows` (of `lengths` entries) followed by `fill`."""
-  out = np.full((len(rows), max_length), fill, dtype)
+  """[n, max_length] `rows` (of `lengths` entries) followed by `fill`; each
+  row is read as `rows` yields it, so no list outlives its copy."""
+  out = np.full((len(lengths), max_length), fill, dtype)
   out[np.arange(max_length) < lengths[:, None]] = np.fromiter(
       itertools.chain.from_iterable(rows), dtype, int(lengths.sum()))
   return out
@@ -263,17 +264,16 @@ def _fast_tokens(tokenizer, encoder: _FastPairEncoder, first: list[str], second:
   Returns the arrays and [n] uint8 flags of the pairs truncation cut, read
   from the same call: a truncated encoding keeps what it cut in `overflowing`."""
   encodings = encoder.encode(list(zip(first, second)))
-  ids = [e.ids for e in encodings]
-  lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+  lengths = np.fromiter(map(len, encodings), np.int64, len(encodings))
   arrays = {
-      "input_ids": _padded(ids, lengths, max_length, tokenizer.pad_token_id,
-                           id_dtype(len(tokenizer))),
-      "token_type_ids": _padded([e.type_ids for e in encodings], lengths, max_length,
+      "input_ids": _padded((e.ids for e in encodings), lengths, max_length,
+                           tokenizer.pad_token_id, id_dtype(len(tokenizer))),
+      "token_type_ids": _padded((e.type_ids for e in encodings), lengths, max_length,
                                 tokenizer.pad_token_type_id, np.uint8),
       "attention_mask": (np.arange(max_length) < lengths[:, None]).astype(np.uint8),
   }
   if with_special:
-    arrays["special_tokens_mask"] = _padded([e.special_tokens_mask for e in encodings], lengths,
+    arrays["special_tokens_mask"] = _padded((e.special_tokens_mask for e in encodings), lengths,
                                             max_length, 1, np.uint8)
   return arrays, np.fromiter((bool(e.overflowing) for e in encodings), np.uint8, len(encodings))
 
