@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from tokenizers import Tokenizer, processors
 
 from flax_mrpc.data import tokenization
 from flax_mrpc.data.examples import Example
@@ -77,6 +78,38 @@ def test_the_encoding_equals_the_tokenizer_s_own_call(lowercase, tokenizer_dir, 
     assert list(encoded.truncated) == [len(ids) > 12 for ids in untruncated]
 
   check()
+
+
+# Sentences that are empty, hold the special tokens' text or are cut by truncation.
+SENTENCE = st.one_of(TEXT, st.lists(st.sampled_from(
+    ["the", "company", "[SEP]", "[CLS]", "rose", "Shares", "é", "."]), max_size=14).map(" ".join))
+
+
+def test_both_orders_equal_the_tokenizer_s_own_swapped_pairs(tokenizer):
+  assert tokenization._FastPairEncoder(tokenizer, 8).bert_layout  # the swap by moving tokens
+
+  @settings(max_examples=80, deadline=None)
+  @given(st.lists(st.tuples(SENTENCE, SENTENCE), min_size=1, max_size=12), st.integers(5, 24))
+  def check(pairs, max_length):
+    examples = [Example(a, b, 0, i) for i, (a, b) in enumerate(pairs)]
+    views = tokenization.encode_in_memory(tokenizer, examples, max_length, (False, True))
+    for view, swap in zip(views, (False, True)):
+      expected = tokenization.encode_pairs(tokenizer, examples, max_length, swap=swap)
+      for name in ("input_ids", "token_type_ids", "attention_mask", "lengths", "truncated"):
+        np.testing.assert_array_equal(getattr(view, name), getattr(expected, name), err_msg=name)
+
+  check()
+
+
+@pytest.mark.parametrize("pair, bert", [("[CLS] $A [SEP] $B:1 [SEP]:1", True),
+                                        ("[CLS] $A [SEP] [SEP] $B:1 [SEP]:1", False),
+                                        ("[CLS] $A:0 [SEP]:0 $B:0 [SEP]:0", False)])
+def test_only_bert_s_pair_template_is_swapped_by_moving_tokens(tokenizer, pair, bert):
+  backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+  backend.post_processor = processors.TemplateProcessing(
+      single="[CLS] $A [SEP]", pair=pair,
+      special_tokens=[(t, tokenizer.convert_tokens_to_ids(t)) for t in ("[CLS]", "[SEP]")])
+  assert tokenization._bert_pair_layout(backend) == bert
 
 
 def test_a_folder_with_vocab_txt_loads(tokenizer, tokenizer_dir):

@@ -217,17 +217,40 @@ def _plain(text: str) -> bool:
   return text.isascii() and text.isprintable()
 
 
+# BERT's pair template, as (piece, sequence, type id): [CLS] A [SEP] B [SEP].
+_BERT_PAIR = [("SpecialToken", None, 0), ("Sequence", "A", 0), ("SpecialToken", None, 0),
+              ("Sequence", "B", 1), ("SpecialToken", None, 1)]
+
+
+def _bert_pair_layout(backend: Tokenizer) -> bool:
+  """Whether `backend` lays a pair out as BERT does: one special token, the
+  first sentence and one special token with type id 0, the second sentence
+  and one special token with type id 1. Swapping such a pair only moves
+  its tokens (`_swapped`), unless truncation cut it."""
+  processor = json.loads(backend.post_processor.__getstate__()) if backend.post_processor else {}
+  if processor.get("type") == "BertProcessing":
+    return True
+  if processor.get("type") != "TemplateProcessing":
+    return False
+  pieces = [(kind, spec["id"] if kind == "Sequence" else None, spec["type_id"])
+            for piece in processor["pair"] for kind, spec in piece.items()]
+  return pieces == _BERT_PAIR and all(len(token["ids"]) == 1
+                                      for token in processor["special_tokens"].values())
+
+
 class _FastPairEncoder:
   """A fast tokenizer's Rust backend, copied to encode pairs truncated to
   `max_length`. Where the normalizer is BERT's, a second copy encodes the
   pairs of printable ASCII text, which BERT's passes other than lowercasing
   leave as they are (removing control characters, spacing out Chinese
   characters, stripping accents), with lowercasing alone: the same tokens
-  without three passes over every character."""
+  without three passes over every character. `bert_layout`: whether pairs
+  come out in BERT's layout (`_bert_pair_layout`)."""
 
   def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int):
     backend, direction = tokenizer.backend_tokenizer, tokenizer.truncation_side
     self.backend = _truncating_copy(backend, max_length, direction)
+    self.bert_layout = _bert_pair_layout(backend)
     self.plain_backend = None
     if isinstance(backend.normalizer, normalizers.BertNormalizer):
       self.plain_backend = _truncating_copy(backend, max_length, direction)
@@ -326,6 +349,49 @@ def _encoded(tokenizer: PreTrainedTokenizerBase, encoder: _FastPairEncoder | Non
   )
 
 
+def _swapped(view: EncodedSplit, pad_id: int, pad_type_id: int) -> EncodedSplit:
+  """`view`'s pairs, in BERT's layout (`_bert_pair_layout`), in the other
+  order: each `[CLS] A [SEP] B [SEP]` becomes `[CLS] B [SEP] A [SEP]` with
+  type ids 0 up to the first [SEP] and 1 after it, as the tokenizer would
+  encode the swapped pair unless truncation cut it (then it cuts the
+  longer sentence the other way round on a tie; `_encoded_views` encodes
+  those again). The type ids, not the [SEP] id, find where A ends, so a
+  sentence that holds the text "[SEP]" moves whole."""
+  ids, types = view.input_ids, view.token_type_ids
+  position = np.arange(ids.shape[1])
+  lengths = view.lengths[:, None].astype(np.int64)
+  real = position < lengths
+  first = np.sum((types == 0) & real, axis=1, keepdims=True) - 2  # tokens of sentence A
+  second = lengths - first - 3
+  source = np.select(
+      [position == 0, position <= second, position == second + 1, position < lengths - 1],
+      [0, position + first + 1, first + 1, position - second - 1], default=lengths - 1)
+  return dataclasses.replace(
+      view,
+      input_ids=np.where(real, np.take_along_axis(ids, source, 1), pad_id).astype(ids.dtype),
+      token_type_ids=np.where(real, position > second + 1, pad_type_id).astype(types.dtype))
+
+
+def _encoded_views(tokenizer: PreTrainedTokenizerBase, encoder: _FastPairEncoder | None,
+                   examples: Sequence[Example], max_length: int, swaps: Sequence[bool],
+                   with_match_ids: bool) -> list[EncodedSplit]:
+  """`_encoded` of `examples` in each order of `swaps`. Both orders of pairs
+  in BERT's layout, without match ids, are tokenized once: the swapped
+  order moves the tokens (`_swapped`), and only the pairs truncation cut
+  are encoded again."""
+  if encoder is None or not encoder.bert_layout or with_match_ids or set(swaps) != {False, True}:
+    return [_encoded(tokenizer, encoder, examples, max_length, swap, with_match_ids)
+            for swap in swaps]
+  straight = _encoded(tokenizer, encoder, examples, max_length, False, False)
+  swapped = _swapped(straight, tokenizer.pad_token_id, tokenizer.pad_token_type_id)
+  cut = np.flatnonzero(straight.truncated)
+  if len(cut):
+    again = _encoded(tokenizer, encoder, [examples[i] for i in cut], max_length, True, False)
+    swapped.input_ids[cut] = again.input_ids
+    swapped.token_type_ids[cut] = again.token_type_ids
+  return [swapped if swap else straight for swap in swaps]
+
+
 def encode_pairs(
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
@@ -367,15 +433,11 @@ def encode_chunks(
   backend encodes one chunk at a time)."""
   encoder = _pair_encoder(tokenizer, max_length)
   ahead = ENCODE_AHEAD if encoder is not None else 1
-
-  def encoded_views(chunk: list[Example]) -> list[EncodedSplit]:
-    return [_encoded(tokenizer, encoder, chunk, max_length, swap, with_match_ids)
-            for swap in swaps]
-
   with concurrent.futures.ThreadPoolExecutor(ahead, thread_name_prefix="encode") as pool:
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
     for chunk in _chunks(examples, chunk_size):
-      pending.append(pool.submit(encoded_views, chunk))
+      pending.append(pool.submit(_encoded_views, tokenizer, encoder, chunk, max_length, swaps,
+                                 with_match_ids))
       if len(pending) > ahead:
         yield pending.popleft().result()
     while pending:
