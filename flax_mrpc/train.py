@@ -16,7 +16,7 @@ event files in `tensorboard/`. Rerunning the same command resumes from the
 latest checkpoint; SIGTERM/SIGINT save one and exit with status 75. One
 run at a time holds a workdir (`training.workdir`); flags and the workdir are
 checked before any work, and the memory a step needs per device (XLA's
-analysis, `training.memory`) before the model is built. With
+analysis, `training.memory`) before a model that could fill one is built. With
 several processes (`--multi-host`), process 0 writes these files, the
 workdir must be a folder every process sees, and a SIGTERM to any process
 stops them all at one agreed step (JAX's preemption service).
@@ -244,6 +244,31 @@ def initial_model(config: Config, workdir: Path) -> PairClassifier:
   return model
 
 
+def initial_params(config: Config, workdir: Path, parallel_mode: str) -> nnx.State:
+  """`initial_model`'s parameters, built where a run in `parallel_mode` builds them."""
+  with parallel.initialisation_device(parallel_mode):
+    return nnx.state(initial_model(config, workdir))
+
+
+def params_beside_compiling(config: Config, workdir: Path,
+                            parallel_mode: str) -> concurrent.futures.Future:
+  """`initial_params`, built on a thread while the train step compiles
+  (`_checked_runner`: XLA's passes leave a core and Python's lock free;
+  the eager initialisation is mostly compiling small programs too), when
+  the memory check cannot change where they are built and they are small
+  for a device (`memory.parameters_fit`); else the future gives None and
+  they are built after the check."""
+  def build() -> nnx.State | None:
+    if memory.may_switch_to_fsdp(parallel_mode) or not memory.parameters_fit(config.model):
+      return None
+    return initial_params(config, workdir, parallel_mode)
+
+  pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="initial-params")
+  params = pool.submit(build)
+  pool.shutdown(wait=False)
+  return params
+
+
 def train_and_evaluate(
     config: Config,
     workdir: str | Path,
@@ -265,9 +290,11 @@ def train_and_evaluate(
   once: a rerun finds it there.
 
   Before any work it refuses a workdir it cannot write and one another run
-  holds (`WorkdirBusy`); once the splits are encoded, and before the model
-  is built, a config whose step cannot fit one device (ValueError naming a
-  change that fits, `memory.checked_runner`). Raises `Preempted` after
+  holds (`WorkdirBusy`); once the splits are encoded, and before a model
+  that could fill a device is built (a smaller one is built while the
+  step compiles, `params_beside_compiling`), a config whose step cannot
+  fit one device (ValueError naming a change that fits,
+  `memory.checked_runner`). Raises `Preempted` after
   saving a checkpoint when SIGTERM/SIGINT arrives.
   """
   workdir = Path(workdir)
@@ -284,8 +311,8 @@ def train_and_evaluate(
 
 def _checked_runner(config: Config, parallel_mode: str, train_epochs: TrainEpochs,
                     tx) -> tuple[parallel.DataParallel, memory.Need]:
-  """The run's compiled steps, checked to fit one device before the model is
-  built (`memory.checked_runner`, on its largest batch)."""
+  """The run's compiled steps, checked to fit one device (`memory.checked_runner`,
+  on its largest batch)."""
   tc = config.train
   graphdef, state = memory.abstract_train_state(config.model, tx)
   make_runner = lambda mode: parallel.DataParallel(
@@ -308,12 +335,14 @@ def _fine_tune(config: Config, workdir: Path, sources: dict[str, tasks.SplitSour
                              parallel.device_count(parallel_mode) * tc.accumulate_steps,
                              encoded.train.lengths)
   tx = make_optimizer(tc, train_epochs.total_steps)
+  params = params_beside_compiling(config, workdir, parallel_mode)
   runner, need = _checked_runner(config, parallel_mode, train_epochs, tx)
   scored = encoded.scored.result()  # a bad line in these files: the only line printed
   log(f"memory: {need.describe()} to train")
   parallel_mode = runner.mode
-  with parallel.initialisation_device(parallel_mode):
-    params = nnx.state(initial_model(config, workdir))
+  params = params.result()
+  if params is None:
+    params = initial_params(config, workdir, parallel_mode)
   # Whole eval batches split evenly over the devices (no padding rows mid-split).
   eval_batch_size = batching.round_up(tc.batch_size, runner.num_devices)
   log(f"model: {steps.param_count(params):,} parameters; {train_epochs.describe()}; "

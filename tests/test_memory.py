@@ -1,7 +1,9 @@
 """The formula's lower bound, which stands in where XLA gives no analysis."""
 
+import chex
 from flax import nnx
 
+from flax_mrpc import train
 from flax_mrpc.config import get_preset
 from flax_mrpc.modules import PairClassifier
 from flax_mrpc.training import memory, steps
@@ -19,3 +21,12 @@ def test_attention_grows_with_the_square_of_the_length():
   growth = (memory.training_bytes(longer, 8) - memory.training_bytes(longer, 0)) / (
       memory.training_bytes(model, 8) - memory.training_bytes(model, 0))
   assert 10 < growth < 100  # 10x the length: 10x the hidden states, 100x the attention
+
+
+def test_parameters_built_beside_the_compile_are_those_built_after_it(tmp_path, monkeypatch):
+  config = get_preset("tiny")
+  beside = train.params_beside_compiling(config, tmp_path, "none").result()
+  chex.assert_trees_all_equal(beside, train.initial_params(config, tmp_path, "none"))
+  monkeypatch.setattr(memory, "available_bytes",
+                      lambda: 16 * memory.parameter_count(config.model) - 1)
+  assert train.params_beside_compiling(config, tmp_path, "none").result() is None

@@ -234,12 +234,25 @@ def checked_runner(config: Config, mode: str, make_runner: Callable[[str], paral
   batch = largest_batch(first_batch, config.model.max_length)
   runner = make_runner(mode)
   found = step_need(config, runner, state, batch)
-  if not found.fits and mode == "auto" and jax.device_count() > 1:
+  if not found.fits and may_switch_to_fsdp(mode):
     runner = make_runner("fsdp")
     found = step_need(config, runner, state, batch)
   if not found.fits:
     raise too_large(config, found)
   return runner, found
+
+
+def may_switch_to_fsdp(mode: str) -> bool:
+  """Whether `checked_runner` may run `mode` as fsdp: under auto on several devices."""
+  return mode == "auto" and jax.device_count() > 1
+
+
+def parameters_fit(model: ModelConfig) -> bool:
+  """Whether `model`'s float32 parameters, gradients and AdamW's two
+  moments take at most one device's memory: small enough to build before
+  the step is checked."""
+  available = available_bytes()
+  return available is not None and 16 * parameter_count(model) <= available
 
 
 def too_large(config: Config, found: Need) -> ValueError:
