@@ -6,7 +6,7 @@ Command: PYTHONPATH=. python experiments/benchmarks/data_scale.py --pretrained P
              [--baseline-tree DIR --baseline-sizes 400000 --baseline-label TEXT] \
              [--repeats N] [--json FILE] [--plot FILE]
 Machine: a 2-core CPU takes about 20 minutes for the four sizes and one
-         baseline row.
+         baseline row, with --repeats 3.
 
 For each size N it writes QQP-shaped CSV files (`question1,question2,is_duplicate`):
 N training pairs and N / 10 validation pairs, each sentence drawn at random
@@ -22,15 +22,16 @@ training step has finished and reports:
   cache GiB      the size of the workdir's encoded-split cache on disk
 
 Measured with nothing else running on a 2-core AMD EPYC (AVX2), 24 GiB,
---baseline-tree a checkout of 80877f3 (the encoder before), in one run:
+--repeats 3 (the median run of three), --baseline-tree a checkout of
+488973a (the encoder before), in one run:
 
 | train pairs | first step cold s | cached s | peak RSS cold GiB | cached GiB | cache GiB |
 | --- | --- | --- | --- | --- | --- |
-| 10,000 | 18.7 | 10.1 | 1.60 | 1.48 | 0.006 |
-| 100,000 | 29.2 | 10.4 | 1.62 | 1.53 | 0.059 |
-| 400,000, 80877f3, the encoder before | 61.5 | - | 1.84 | - | - |
-| 400,000 | 52.4 | 12.0 | 1.68 | 1.54 | 0.235 |
-| 2,000,000 | 198.7 | 15.0 | 1.86 | 1.74 | 1.173 |
+| 10,000 | 15.6 | 11.7 | 1.66 | 1.51 | 0.006 |
+| 100,000 | 25.7 | 10.9 | 1.70 | 1.53 | 0.059 |
+| 400,000, 488973a, the encoder before | 52.7 | - | 1.65 | - | - |
+| 400,000 | 46.9 | 10.6 | 1.78 | 1.56 | 0.235 |
+| 2,000,000 | 178.4 | 15.8 | 1.95 | 1.70 | 1.173 |
 
 --baseline-tree DIR adds a cold row for each of --baseline-sizes run with
 the flax_mrpc of DIR (a checkout of an earlier commit) in the same run,

@@ -7,9 +7,9 @@ sentences and the label; a file without the label column is unlabelled
 GLUE's files are); CSV follows RFC 4180 (quoted fields may hold commas, tabs
 and line breaks); JSONL holds one object per line. Every line is checked as
 `tsv.rows` checks a TSV line, and every problem is reported in one
-`DataError`, each as `FILE:LINE: problem`: nothing is dropped. `labels(path, columns)` reads
-the label column alone, unchecked: the quick pass that learns a task's
-classes before its pairs are read.
+`DataError`, each as `FILE:LINE: problem`: nothing is dropped.
+`labels(path, columns)` reads the label column alone, unchecked: the quick
+pass that learns a task's classes before its pairs are read.
 """
 
 from __future__ import annotations
