@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -35,7 +34,7 @@ from tqdm import tqdm
 from flax_mrpc import cli  # first: it quiets transformers before that is imported
 from flax_mrpc.config import TaskConfig
 from flax_mrpc.data import sources, tasks, tsv
-from flax_mrpc.data.examples import UNLABELLED, DataError, Example
+from flax_mrpc.data.examples import UNLABELLED, DataError, Example, in_chunks
 from flax_mrpc.inference import TrainedModel, load_checkpoint, load_trained
 
 HEADER = ["sentence1", "sentence2"]
@@ -76,12 +75,6 @@ def check_pair_argument(sentence1: str, sentence2: str) -> None:
               if (p := tsv.sentence_problem(text))]
   if problems:
     raise DataError(*problems)
-
-
-def _batched(examples: Iterable[Example], size: int) -> Iterator[list[Example]]:
-  iterator = iter(examples)
-  while batch := list(itertools.islice(iterator, size)):
-    yield batch
 
 
 def output_fields(task: TaskConfig, predicted, all_probabilities: bool) -> list[str]:
@@ -176,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       out = sys.stdout if args.output is None else stack.enter_context(open(args.output, "w"))
       bar = stack.enter_context(tqdm(total=total, unit="pairs", leave=False,
                                      disable=args.no_progress or total < BATCH_PAIRS))
-      for batch in _batched(examples, BATCH_PAIRS):
+      for batch in in_chunks(examples, BATCH_PAIRS):
         predictions = trained.probabilities(batch, symmetric=False if args.one_order else None)
         out.writelines(
             "\t".join([*output_fields(task, p, args.all_probabilities), e.sentence1,

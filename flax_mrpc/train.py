@@ -140,6 +140,14 @@ def metrics_summary(metrics: dict[str, float]) -> str:
                   if name in metrics)
 
 
+def _on_a_thread(work: Callable[[], Any], name: str) -> concurrent.futures.Future:
+  """`work()` started on a thread of its own named `name`; its future."""
+  pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+  future = pool.submit(work)
+  pool.shutdown(wait=False)
+  return future
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoredSplits:
   """The encodings of a run's splits other than train.
@@ -222,10 +230,7 @@ def encode_splits(config: Config, workdir: Path, sources: dict[str, tasks.SplitS
         f"longer than max_length {mc.max_length} (truncated): {truncated}")
     return ScoredSplits(views, truncated)
 
-  background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scored-splits")
-  scored = background.submit(scored_splits)
-  background.shutdown(wait=False)
-  return EncodedSplits(tokenizer, train, scored)
+  return EncodedSplits(tokenizer, train, _on_a_thread(scored_splits, "scored-splits"))
 
 
 def initial_model(config: Config, workdir: Path) -> PairClassifier:
@@ -263,10 +268,7 @@ def params_beside_compiling(config: Config, workdir: Path,
       return None
     return initial_params(config, workdir, parallel_mode)
 
-  pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="initial-params")
-  params = pool.submit(build)
-  pool.shutdown(wait=False)
-  return params
+  return _on_a_thread(build, "initial-params")
 
 
 def train_and_evaluate(

@@ -5,6 +5,8 @@ malformed data file."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from typing import Iterable, Iterator
 
 SPLITS = ("train", "validation", "test")
 UNLABELLED = -1
@@ -27,3 +29,10 @@ class Example:
   # has no labels), or a regression task's score (NaN when unlabelled).
   label: int | float
   idx: int
+
+
+def in_chunks(examples: Iterable[Example], size: int) -> Iterator[list[Example]]:
+  """`examples` in lists of `size`, streamed (the last may be shorter)."""
+  iterator = iter(examples)
+  while chunk := list(itertools.islice(iterator, size)):
+    yield chunk

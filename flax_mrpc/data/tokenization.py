@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import numpy as np
 from tokenizers import BertWordPieceTokenizer, Encoding, Tokenizer, normalizers
 
-from flax_mrpc.data.examples import Example
+from flax_mrpc.data.examples import Example, in_chunks
 
 if TYPE_CHECKING:
   from transformers import PreTrainedTokenizerBase
@@ -318,8 +319,11 @@ def _python_tokens(tokenizer, first: list[str], second: list[str], max_length: i
   return arrays, np.array([len(ids) > max_length for ids in full], np.uint8)
 
 
+@functools.lru_cache(maxsize=8)
 def _pair_encoder(tokenizer: PreTrainedTokenizerBase, max_length: int) -> _FastPairEncoder | None:
-  """What encodes a fast tokenizer's pairs (None: the tokenizer's own call)."""
+  """What encodes a fast tokenizer's pairs (None: the tokenizer's own call),
+  built once per tokenizer and length (copying the Rust backend takes tens
+  of ms, which `predict` would otherwise pay per batch)."""
   if getattr(tokenizer, "backend_tokenizer", None) is None:
     return None
   return _FastPairEncoder(tokenizer, max_length)
@@ -409,13 +413,6 @@ def encode_pairs(
                   with_match_ids)
 
 
-def _chunks(examples: Iterable[Example], size: int) -> Iterator[list[Example]]:
-  """`examples` in lists of `size` (the last may be shorter)."""
-  iterator = iter(examples)
-  while chunk := list(itertools.islice(iterator, size)):
-    yield chunk
-
-
 def encode_chunks(
     tokenizer: PreTrainedTokenizerBase,
     examples: Iterable[Example],
@@ -435,7 +432,7 @@ def encode_chunks(
   ahead = ENCODE_AHEAD if encoder is not None else 1
   with concurrent.futures.ThreadPoolExecutor(ahead, thread_name_prefix="encode") as pool:
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
-    for chunk in _chunks(examples, chunk_size):
+    for chunk in in_chunks(examples, chunk_size):
       pending.append(pool.submit(_encoded_views, tokenizer, encoder, chunk, max_length, swaps,
                                  with_match_ids))
       if len(pending) > ahead:
