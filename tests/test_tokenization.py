@@ -1,3 +1,5 @@
+import string
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -50,13 +52,13 @@ def test_truncation_is_counted_and_swap_reverses(tokenizer):
       "[CLS]", "shares", "rose", "[SEP]"]
 
 
-# Letters, digits, punctuation and spaces, with what BERT's normalizer changes
-# (control and format characters, tabs, accents, Chinese and full-width
+# Letters, digits, ASCII's punctuation and spaces, with what BERT's normalizer
+# changes (control and format characters, tabs, accents, Chinese and full-width
 # characters, the replacement character): pairs of printable ASCII take
 # the encoder's shortcut, the others BERT's whole normalizer.
 TEXT = st.text(alphabet=st.sampled_from(
-    list("the company said Shares ROSE 42 .,'-") + ["\t", "\n", "\x00", "\x7f", "\u200b",
-                                                    "\ufffd", "é", "Ö", "中", "京", "Ｆ"]),
+    list("the company said Shares ROSE 42 ") + list(string.punctuation)
+    + ["\t", "\n", "\x00", "\x7f", "\u200b", "\ufffd", "é", "Ö", "中", "京", "Ｆ"]),
     max_size=40)
 
 

@@ -27,7 +27,9 @@ def sentence_problem(text: str, allowed_controls: Collection[str] = ()) -> str |
   if not text.strip():
     state = "empty" if not text else "only whitespace"
     return f"the sentence is {state}; every pair needs two sentences"
-  if _CONTROL.search(text) is None:  # the common case, in one scan
+  if text.isascii() and text.isprintable():  # the common case: U+0020 to U+007E only
+    return None
+  if _CONTROL.search(text) is None:
     return None
   for control in _CONTROL.finditer(text):
     if control.group() not in allowed_controls:
