@@ -5,7 +5,7 @@ Command: PYTHONPATH=. python experiments/benchmarks/data_scale.py --pretrained P
              [--sizes 10000 100000 400000 2000000] [--folder /tmp/data_scale] \
              [--baseline-tree DIR --baseline-sizes 400000 --baseline-label TEXT] \
              [--repeats N] [--json FILE] [--plot FILE]
-Machine: a 2-core CPU takes about 20 minutes for the four sizes and one
+Machine: a 2-core CPU takes about 12 minutes for the four sizes and one
          baseline row, with --repeats 3.
 
 For each size N it writes QQP-shaped CSV files (`question1,question2,is_duplicate`):
@@ -21,17 +21,17 @@ training step has finished and reports:
   peak RSS GiB   the child's VmHWM (/proc/self/status) at that moment
   cache GiB      the size of the workdir's encoded-split cache on disk
 
-Measured with nothing else running on a 2-core AMD EPYC (AVX2), 24 GiB,
---repeats 3 (the median run of three), --baseline-tree a checkout of
-488973a (the encoder before), in one run:
+Measured with nothing else running on a 2-core AMD EPYC with AVX-512,
+24 GiB, --repeats 3 (the median run of three), --baseline-tree a checkout
+of 54d1cb6 (BERT's pre-tokenizer on every pair), in one run:
 
 | train pairs | first step cold s | cached s | peak RSS cold GiB | cached GiB | cache GiB |
 | --- | --- | --- | --- | --- | --- |
-| 10,000 | 15.6 | 11.7 | 1.66 | 1.51 | 0.006 |
-| 100,000 | 25.7 | 10.9 | 1.70 | 1.53 | 0.059 |
-| 400,000, 488973a, the encoder before | 52.7 | - | 1.65 | - | - |
-| 400,000 | 46.9 | 10.6 | 1.78 | 1.56 | 0.235 |
-| 2,000,000 | 178.4 | 15.8 | 1.95 | 1.70 | 1.173 |
+| 10,000 | 11.7 | 6.5 | 1.63 | 1.49 | 0.006 |
+| 100,000 | 14.6 | 6.6 | 1.75 | 1.62 | 0.059 |
+| 400,000, 54d1cb6 | 30.3 | - | 1.77 | - | - |
+| 400,000 | 31.3 | 8.4 | 1.78 | 1.57 | 0.235 |
+| 2,000,000 | 111.1 | 9.2 | 1.99 | 1.73 | 1.173 |
 
 --baseline-tree DIR adds a cold row for each of --baseline-sizes run with
 the flax_mrpc of DIR (a checkout of an earlier commit) in the same run,
@@ -243,7 +243,7 @@ def plot(rows: list[dict], path: Path, baseline_label: str) -> None:
     axis.set_xlabel("training pairs (validation: a tenth more)")
     axis.set_ylabel(label)
     axis.grid(alpha=0.3)
-    axis.legend()
+    axis.legend(fontsize=8)
   figure.suptitle(f"flax_mrpc data at scale: {cpu_model()}", fontsize=9)
   figure.tight_layout()
   figure.savefig(path, dpi=120)
