@@ -18,7 +18,7 @@ import csv
 import dataclasses
 import json
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 from flax_mrpc.data import tsv
 from flax_mrpc.data.examples import DataError
@@ -54,10 +54,16 @@ def _header_columns(path: Path, header: Sequence[str], columns: Sequence[str],
   return [list(header).index(name) for name in columns if name in header], labelled
 
 
+def _tsv_header(f: BinaryIO) -> list[str]:
+  """The tab-separated names on the first line of the binary file `f` (a
+  byte order mark dropped)."""
+  first = f.readline().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
+  return first.rstrip("\r\n").split("\t")
+
+
 def _tsv_rows(path: Path, columns: Sequence[str], problems: list[str]) -> Iterator[Row]:
   with open(path, "rb") as f:
-    first = f.readline().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").rstrip("\r\n")
-  header = first.split("\t")
+    header = _tsv_header(f)
   index, labelled = _header_columns(path, header, columns, 1)
   for number, fields in tsv.rows(path, len(header), index[:2], problems):
     if number > 1:
@@ -169,8 +175,7 @@ def iter_rows(path: str | Path, columns: Sequence[str], problems: list[str]) -> 
 
 def _tsv_labels(path: Path, columns: Sequence[str]) -> set[str | None]:
   with open(path, "rb") as f:
-    header = f.readline().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
-    header = header.rstrip("\r\n").split("\t")
+    header = _tsv_header(f)
     index, labelled = _header_columns(path, header, columns, 1)
     if not labelled:
       return {None}
